@@ -1,0 +1,1 @@
+"""FastAPI service that upserts and reads records in MongoDB."""

@@ -1,0 +1,1 @@
+"""Dagster code location that exports MongoDB records into a Delta Lake table."""

@@ -1,0 +1,85 @@
+"""Build Go programs from the Go module proxy into the cache, once per version."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class BuildError(RuntimeError):
+    """A required tool is missing or a build failed; the message says which."""
+
+
+def require_go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        msg = (
+            "Go is required to build the test servers (FerretDB, the Kubernetes control plane) "
+            "but `go` is not on PATH. Install Go >= 1.24 (https://go.dev/doc/install), "
+            "or point the tests at your own MongoDB with MONGODB_URI."
+        )
+        raise BuildError(msg)
+    return go
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock so parallel test runs build a binary only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def module_source(module: str, version: str) -> Path:
+    """Download ``module@version`` through the Go module proxy; return its read-only dir."""
+    go = require_go()
+    out = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        msg = f"`go mod download {module}@{version}` failed:\n{out.stdout}{out.stderr}"
+        raise BuildError(msg)
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+def go_build(workdir: Path, package: str, output: Path, env: dict[str, str] | None = None) -> None:
+    """``go build -o output package`` inside workdir; output appears atomically."""
+    go = require_go()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial")
+    print(f"building {package} -> {output} (cached for later runs)", file=sys.stderr, flush=True)
+    result = subprocess.run(
+        [go, "build", "-trimpath", "-o", str(partial), package],
+        cwd=workdir,
+        check=False,
+        env={**os.environ, "CGO_ENABLED": "0", **(env or {})},
+    )
+    if result.returncode != 0:
+        msg = f"`go build {package}` in {workdir} failed with exit code {result.returncode}"
+        raise BuildError(msg)
+    partial.replace(output)
+
+
+def writable_copy(source: Path) -> tempfile.TemporaryDirectory[str]:
+    """A writable temporary copy of a module directory from the read-only module cache."""
+    tmp = tempfile.TemporaryDirectory(prefix="stack-build-")
+    shutil.copytree(source, tmp.name, dirs_exist_ok=True)
+    for root, dirs, files in os.walk(tmp.name):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    return tmp

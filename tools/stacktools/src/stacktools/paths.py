@@ -1,0 +1,34 @@
+"""Where things live: the repository, the build cache, the upstream CRDs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The repository root: ``STACK_ROOT`` if set, else the folder holding ansible.cfg."""
+    env = os.environ.get("STACK_ROOT")
+    if env:
+        return Path(env).resolve()
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "ansible.cfg").is_file() and (candidate / "roles").is_dir():
+                return candidate
+    msg = "cannot find the repository root (a folder with ansible.cfg and roles/); set STACK_ROOT"
+    raise RuntimeError(msg)
+
+
+def cache_dir() -> Path:
+    """Cache for built binaries, shared by every clone on this machine.
+
+    ``STACK_CACHE_DIR`` overrides; the default is ``$XDG_CACHE_HOME/gateway-api-stack``.
+    """
+    env = os.environ.get("STACK_CACHE_DIR")
+    if env:
+        path = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(xdg) / "gateway-api-stack"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
