@@ -36,7 +36,7 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 
 pytest: setup ## the test suites (FerretDB and the control plane are built on first use)
-	pytest tools/stacktools/tests
+	pytest
 
 demo: setup ## the data path without Kubernetes: FerretDB, apiserver, generator, Delta export
 
