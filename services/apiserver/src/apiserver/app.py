@@ -1,0 +1,73 @@
+"""The FastAPI application: middleware order, routes, lifespan (one MongoDB client)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from apiserver import __version__
+from apiserver.errors import install_handlers
+from apiserver.guards import ApiKeyGuard, BodySizeLimit, JsonContentTypeGuard
+from apiserver.logs import configure_logging
+from apiserver.observe import ObserveMiddleware
+from apiserver.repository import RecordRepository, connect
+from apiserver.routes import add_routes
+from apiserver.settings import Settings
+from apiserver.state import AppState
+
+log = logging.getLogger("apiserver")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state = AppState(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        client = connect(settings)
+        state.repository = RecordRepository(
+            client, settings.mongodb_database, settings.mongodb_collection, settings.ping_timeout_s
+        )
+        log.info(
+            "started",
+            extra={
+                "database": settings.mongodb_database,
+                "collection": settings.mongodb_collection,
+            },
+        )
+        try:
+            yield
+        finally:
+            state.repository = None
+            await client.close()
+
+    app = FastAPI(
+        title="apiserver",
+        version=__version__,
+        summary="Upserts and reads {id, score} records in MongoDB",
+        lifespan=lifespan,
+    )
+    app.state.stack = state
+    install_handlers(app)
+    add_routes(app)
+    # add_middleware wraps: the last added runs first. Order of checks on a request:
+    # observe (metrics, access log) -> API key (401) -> content type (415) -> size (413).
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(JsonContentTypeGuard)
+    app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(
+        ObserveMiddleware,
+        router=app.router,
+        metrics=state.metrics,
+        log_requests=settings.access_log,
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (``apiserver.app:app_from_env``), used by each worker process."""
+    settings = Settings()  # type: ignore[call-arg]  # values come from the environment
+    configure_logging(settings.log_level)
+    return create_app(settings)
