@@ -36,6 +36,7 @@ def build_definitions(settings: settings_module.Settings) -> dg.Definitions:
                 s3_access_key_id=settings.s3_access_key_id,
                 s3_secret_access_key=secret,
                 s3_region=settings.s3_region,
+                target_file_size=settings.delta_target_file_size,
             ),
         },
         # One step per run: running it in the run's own process saves a process start.

@@ -45,6 +45,8 @@ class DeltaTarget:
 
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    # Bytes per data file; None keeps delta-rs's default. Files are flushed as they fill.
+    target_file_size: int | None = None
 
     @property
     def is_local(self) -> bool:
@@ -52,6 +54,12 @@ class DeltaTarget:
 
     def local_path(self) -> Path:
         return Path(self.uri.removeprefix("file://"))
+
+    @property
+    def location(self) -> str:
+        """The URI, plus the S3 endpoint when one is set (for error messages)."""
+        endpoint = self.storage_options.get("AWS_ENDPOINT_URL")
+        return f"{self.uri} (S3 endpoint {endpoint})" if endpoint else self.uri
 
 
 def open_table(target: DeltaTarget) -> DeltaTable | None:
@@ -61,7 +69,7 @@ def open_table(target: DeltaTarget) -> DeltaTable | None:
     except TableNotFoundError:
         return None
     except (DeltaError, OSError) as exc:
-        msg = f"cannot open the Delta table at {target.uri}: {exc}"
+        msg = f"cannot open the Delta table at {target.location}: {exc}"
         raise TargetError(msg) from None
 
 
@@ -113,6 +121,7 @@ def _writer_properties() -> WriterProperties:
 def overwrite(target: DeltaTarget, batches: Iterator[pa.RecordBatch]) -> None:
     """Replace the table's contents (or create it) with ``batches`` in one new version."""
     reader = pa.RecordBatchReader.from_batches(RECORD_SCHEMA, batches)
+    size = target.target_file_size
     try:
         write_deltalake(
             target.uri,
@@ -121,11 +130,14 @@ def overwrite(target: DeltaTarget, batches: Iterator[pa.RecordBatch]) -> None:
             schema_mode="overwrite",
             name=TABLE_NAME,
             description=TABLE_DESCRIPTION,
+            # Stored in the table, so later MERGEs and compactions use the same size.
+            configuration=None if size is None else {"delta.targetFileSize": str(size)},
+            target_file_size=size,
             storage_options=target.storage_options or None,
             writer_properties=_writer_properties(),
         )
     except (DeltaError, OSError) as exc:
-        msg = f"cannot write the Delta table at {target.uri}: {exc}"
+        msg = f"cannot write the Delta table at {target.location}: {exc}"
         raise TargetError(msg) from None
 
 

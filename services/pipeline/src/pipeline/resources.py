@@ -53,10 +53,15 @@ class DeltaTableResource(dg.ConfigurableResource["DeltaTableResource"]):
         default=None, description="PIPELINE_S3_SECRET_ACCESS_KEY"
     )
     s3_region: str = Field(default="us-east-1", description="PIPELINE_S3_REGION")
+    target_file_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Bytes per data file (PIPELINE_DELTA_TARGET_FILE_SIZE); delta-rs default",
+    )
 
     def target(self) -> DeltaTarget:
         if not self.uri.startswith("s3://"):
-            return DeltaTarget(self.uri)
+            return DeltaTarget(self.uri, target_file_size=self.target_file_size)
         options = {"AWS_REGION": self.s3_region}
         if self.s3_endpoint_url:
             options["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
@@ -66,4 +71,4 @@ class DeltaTableResource(dg.ConfigurableResource["DeltaTableResource"]):
             options["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
         if self.s3_secret_access_key:
             options["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
-        return DeltaTarget(self.uri, options)
+        return DeltaTarget(self.uri, options, self.target_file_size)

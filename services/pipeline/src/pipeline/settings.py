@@ -27,6 +27,7 @@ class Settings:
     mongodb_collection: str
     mongodb_timeout_ms: int
     delta_uri: str
+    delta_target_file_size: int | None
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_region: str
@@ -79,6 +80,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         mongodb_collection=_text(env, "PIPELINE_MONGODB_COLLECTION", "records"),
         mongodb_timeout_ms=_positive_int(env, "PIPELINE_MONGODB_TIMEOUT_MS", 5_000),
         delta_uri=_text(env, "PIPELINE_DELTA_URI", DEFAULT_DELTA_URI),
+        delta_target_file_size=(
+            _positive_int(env, "PIPELINE_DELTA_TARGET_FILE_SIZE", 1)
+            if _optional(env, "PIPELINE_DELTA_TARGET_FILE_SIZE")
+            else None
+        ),
         s3_endpoint_url=endpoint,
         s3_access_key_id=_optional(env, "PIPELINE_S3_ACCESS_KEY_ID"),
         s3_region=_text(env, "PIPELINE_S3_REGION", "us-east-1"),
