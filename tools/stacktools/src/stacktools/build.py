@@ -5,11 +5,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +26,32 @@ def require_go() -> str:
             "Go is required to build the test servers (FerretDB, the Kubernetes control plane) "
             "but `go` is not on PATH. Install Go >= 1.24 (https://go.dev/doc/install), "
             "or point the tests at your own MongoDB with MONGODB_URI."
+        )
+        raise BuildError(msg)
+    return go
+
+
+def go_version(go: str) -> tuple[int, int]:
+    """(major, minor) of the Go toolchain, e.g. (1, 26) for go1.26.8."""
+    out = subprocess.run(
+        [go, "env", "GOVERSION"], check=False, capture_output=True, text=True
+    ).stdout.strip()
+    match = re.match(r"go(\d+)\.(\d+)", out)
+    if match is None:
+        msg = f"cannot tell the version of {go} (`go env GOVERSION` printed {out!r})"
+        raise BuildError(msg)
+    return int(match.group(1)), int(match.group(2))
+
+
+def require_go_version(minimum: tuple[int, int], what: str) -> str:
+    """``go`` on PATH, or a BuildError naming the version ``what`` needs and the one found."""
+    go = require_go()
+    found = go_version(go)
+    if found < minimum:
+        wanted = ".".join(map(str, minimum))
+        msg = (
+            f"Go >= {wanted} is required to build {what}, but `{go}` is go"
+            f"{found[0]}.{found[1]}. Install a newer Go (https://go.dev/doc/install)."
         )
         raise BuildError(msg)
     return go
@@ -57,14 +84,20 @@ def module_source(module: str, version: str) -> Path:
     return Path(json.loads(out.stdout)["Dir"])
 
 
-def go_build(workdir: Path, package: str, output: Path, env: dict[str, str] | None = None) -> None:
-    """``go build -o output package`` inside workdir; output appears atomically."""
+def go_build(
+    workdir: Path,
+    package: str,
+    output: Path,
+    env: dict[str, str] | None = None,
+    flags: Sequence[str] = (),
+) -> None:
+    """``go build [flags] -o output package`` inside workdir; output appears atomically."""
     go = require_go()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial")
     print(f"building {package} -> {output} (cached for later runs)", file=sys.stderr, flush=True)
     result = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(partial), package],
+        [go, "build", "-trimpath", *flags, "-o", str(partial), package],
         cwd=workdir,
         check=False,
         env={**os.environ, "CGO_ENABLED": "0", **(env or {})},

@@ -32,3 +32,20 @@ def cache_dir() -> Path:
         path = Path(xdg) / "gateway-api-stack"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def crds_dir() -> Path:
+    """Upstream CRDs for tests: ``CRDS_DIR`` if set, else ``<repo>/../shared/crds``.
+
+    The folder layout is the one described in shared/crds/SOURCES.md
+    (``gateway-api-v1.5.1/experimental/...``, ``istio/``, ``mongodb/``, ...).
+    """
+    env = os.environ.get("CRDS_DIR")
+    path = Path(env) if env else repo_root().parent / "shared" / "crds"
+    if not path.is_dir():
+        msg = (
+            f"the upstream CRDs folder {path} does not exist; set CRDS_DIR to a folder laid out "
+            "like shared/crds (e.g. gateway-api-v1.5.1/experimental/*.yaml)"
+        )
+        raise FileNotFoundError(msg)
+    return path

@@ -1,9 +1,12 @@
-"""pytest fixtures for a real MongoDB wire-protocol server.
+"""pytest fixtures for real servers on loopback.
 
 * ``mongodb_uri`` (session): ``MONGODB_URI`` when the user sets it, otherwise a FerretDB
   process started for the session on a free loopback port.
 * ``ferretdb_server`` (function): a private FerretDB the test owns and may stop/restart;
   always FerretDB, because a test cannot stop the user's own MongoDB.
+* ``kube_controlplane`` (session): a node-less Kubernetes v1.36 control plane (etcd,
+  kube-apiserver, kube-controller-manager) built from tools/controlplane; ``.kubeconfig`` is
+  an admin kubeconfig. Never a user's cluster: tests create and delete namespaces freely.
 """
 
 from __future__ import annotations
@@ -14,17 +17,32 @@ from pathlib import Path
 
 import pytest
 
+from stacktools.controlplane import ControlPlane
+from stacktools.controlplane_build import KUBERNETES_VERSION, binaries_dir
 from stacktools.ferretdb import FERRETDB_MODULE, FerretDB, binary_version, ensure_binary
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [_mongodb_header(), _controlplane_header()]
+
+
+def _mongodb_header() -> str:
     if os.environ.get("MONGODB_URI"):
-        return ["mongodb: MONGODB_URI from the environment (FerretDB not started)"]
+        return "mongodb: MONGODB_URI from the environment (FerretDB not started)"
     try:
         binary = ensure_binary()
     except Exception as exc:  # reported in the header; the fixtures raise it again
-        return [f"mongodb: FerretDB unavailable: {exc}"]
-    return [f"mongodb: FerretDB {binary_version(binary)} ({FERRETDB_MODULE}, sqlite) at {binary}"]
+        return f"mongodb: FerretDB unavailable: {exc}"
+    return f"mongodb: FerretDB {binary_version(binary)} ({FERRETDB_MODULE}, sqlite) at {binary}"
+
+
+def _controlplane_header() -> str:
+    try:
+        folder = binaries_dir()
+    except Exception as exc:  # reported in the header; the fixture raises it again
+        return f"controlplane: unavailable: {exc}"
+    state = "cached" if (folder / "kube-apiserver").is_file() else "built on first use"
+    return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +63,9 @@ def ferretdb_server(tmp_path: Path) -> Iterator[FerretDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with ControlPlane(tmp_path_factory.mktemp("controlplane")) as plane:
+        yield plane

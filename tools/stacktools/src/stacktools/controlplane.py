@@ -1,0 +1,441 @@
+"""A real, node-less Kubernetes control plane on loopback: etcd, kube-apiserver and
+kube-controller-manager built from tools/controlplane (Kubernetes v1.36.3).
+
+Everything lives in one directory: ``pki/`` (generated certificates, reused on restart),
+``etcd/`` (data), ``logs/`` (one log per component), ``kubeconfig`` (admin, system:masters)
+and ``state.json`` (ports and PIDs, so another process can stop the cluster).
+
+Command line (used by the Molecule ``controlplane`` scenario)::
+
+    python -m stacktools.controlplane start  --dir DIR   # prints the kubeconfig path
+    python -m stacktools.controlplane status --dir DIR   # JSON; exit 0 only when ready
+    python -m stacktools.controlplane stop   --dir DIR [--wipe]
+    python -m stacktools.controlplane build              # build or reuse the binaries
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from stacktools.build import BuildError
+from stacktools.controlplane_build import KUBERNETES_VERSION, Binaries, ensure_binaries
+from stacktools.net import free_port, wait_for_port
+from stacktools.pki import FRONT_PROXY_CLIENT, CertPaths, Pki, ensure_pki
+from stacktools.processes import ServerProcess, start_process
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+CLUSTER_NAME = "controlplane"
+STATE_FILE = "state.json"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not start or is not running; the message says why."""
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPaths, user: str) -> None:
+    """A self-contained kubeconfig (certificates embedded); JSON is valid kubeconfig YAML."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": CLUSTER_NAME,
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": _b64(client.cert),
+                    "client-key-data": _b64(client.key),
+                },
+            }
+        ],
+        "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user}}],
+        "current-context": CLUSTER_NAME,
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+
+
+def apiserver_args(binaries: Binaries, pki: Pki, etcd_port: int, port: int) -> list[str]:
+    return [
+        str(binaries.kube_apiserver),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        "--storage-backend=etcd3",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client.key}",
+        # No kubelets exist, so the Node authorizer would have nothing to do.
+        "--authorization-mode=RBAC",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # The endpoint reconciler would publish 127.0.0.1 as the `kubernetes` Service's
+        # endpoint, which Endpoints validation rejects (loopback); nothing in-cluster needs it.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+    ]
+
+
+def controller_manager_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
+    return [
+        str(binaries.kube_controller_manager),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        # Each controller acts as its own service account, as in kubeadm clusters, so RBAC
+        # for the built-in controllers is exercised for real.
+        "--use-service-account-credentials=true",
+        "--controllers=*",
+        "--leader-elect=false",
+        f"--cluster-name={CLUSTER_NAME}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--profiling=false",
+    ]
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager with their state in ``directory``.
+
+    ``detach=False`` (the pytest fixture): the servers die with this Python process.
+    ``detach=True`` (the CLI): they keep running; ``ControlPlane.attach(directory)`` finds
+    them again from ``state.json``.
+    """
+
+    def __init__(self, directory: Path, *, detach: bool = False) -> None:
+        self.directory = directory.resolve()
+        self.detach = detach
+        self.processes: list[ServerProcess] = []
+        self.ports: dict[str, int] = {}
+        self.started_in = 0.0  # seconds the last start() took
+        self._pki: Pki | None = None
+        self._ssl: ssl.SSLContext | None = None
+
+    # paths -----------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    @property
+    def pki(self) -> Pki:
+        if self._pki is None:
+            self._pki = ensure_pki(self.directory / "pki", SERVICE_IP)
+        return self._pki
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> None:
+        """Start the three servers and return once the API server is ready and the
+        controller-manager is healthy and working (it has created the `default` ServiceAccount).
+        """
+        if self.running():
+            return
+        binaries = ensure_binaries()
+        began = time.monotonic()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        pki = self.pki
+        self.ports = {
+            "etcd": free_port(),
+            "etcd-peer": free_port(),
+            "kube-apiserver": free_port(),
+            "kube-controller-manager": free_port(),
+        }
+        write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, pki.admin, "admin")
+        cm_kubeconfig = self.directory / "pki" / "kube-controller-manager.kubeconfig"
+        write_kubeconfig(
+            cm_kubeconfig,
+            self.server,
+            pki.ca.cert,
+            pki.controller_manager,
+            "system:kube-controller-manager",
+        )
+        try:
+            self._launch(
+                "etcd",
+                [
+                    str(binaries.etcd),
+                    f"--data-dir={self.directory / 'etcd'}",
+                    f"--client-port={self.ports['etcd']}",
+                    f"--peer-port={self.ports['etcd-peer']}",
+                    # Throw-away test data: skipping fsync keeps etcd fast on a busy disk.
+                    "--unsafe-no-fsync",
+                ],
+            )
+            self._wait(
+                "etcd", lambda: _port_open(self.ports["etcd"]), began + timeout, "accepting clients"
+            )
+            self._launch(
+                "kube-apiserver",
+                apiserver_args(binaries, pki, self.ports["etcd"], self.ports["kube-apiserver"]),
+            )
+            self._wait(
+                "kube-apiserver",
+                lambda: self.get("/readyz") == 200,
+                began + timeout,
+                "ready (/readyz)",
+            )
+            # Only now: started earlier, it exits because the RBAC bindings that let it read
+            # kube-system/extension-apiserver-authentication do not exist yet.
+            self._launch(
+                "kube-controller-manager",
+                controller_manager_args(
+                    binaries, pki, cm_kubeconfig, self.ports["kube-controller-manager"]
+                ),
+            )
+            cm_health = f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz"
+            self._wait(
+                "kube-controller-manager",
+                lambda: self.get(cm_health) == 200,
+                began + timeout,
+                "healthy (/healthz)",
+            )
+            self._wait(
+                "kube-controller-manager",
+                lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default") == 200,
+                began + timeout,
+                "working (ServiceAccount default/default created)",
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM each server (controller-manager, API server, etcd), SIGKILL after timeout."""
+        for process in reversed(self.processes):
+            process.stop(timeout)
+        self.processes = []
+        self.state_file.unlink(missing_ok=True)
+
+    def running(self) -> bool:
+        return bool(self.processes) and all(p.alive() for p in self.processes)
+
+    def wipe(self) -> None:
+        """Delete the cluster's data (etcd); keep certificates and logs."""
+        if self.running():
+            msg = "stop the control plane before wiping its data"
+            raise ControlPlaneError(msg)
+        shutil.rmtree(self.directory / "etcd", ignore_errors=True)
+
+    @classmethod
+    def attach(cls, directory: Path) -> ControlPlane:
+        """The control plane a previous ``start`` (in any process) left in ``directory``."""
+        plane = cls(directory, detach=True)
+        try:
+            state = json.loads(plane.state_file.read_text())
+        except FileNotFoundError:
+            return plane
+        plane.ports = {str(k): int(v) for k, v in state["ports"].items()}
+        plane.processes = [
+            ServerProcess(p["name"], Path(p["executable"]), int(p["pid"]), Path(p["log"]))
+            for p in state["processes"]
+        ]
+        return plane
+
+    def status(self) -> dict[str, Any]:
+        alive = {p.name: p.alive() for p in self.processes}
+        ready = bool(alive) and all(alive.values()) and self.get("/readyz") == 200
+        return {
+            "directory": str(self.directory),
+            "kubernetes_version": KUBERNETES_VERSION,
+            "running": alive,
+            "ready": ready,
+            "server": self.server if self.ports else None,
+            "kubeconfig": str(self.kubeconfig) if self.ports else None,
+            "logs": str(self.log_dir),
+        }
+
+    # HTTP ------------------------------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS as the admin user, trusting only this cluster's CA."""
+        if self._ssl is None:
+            pki = self.pki
+            self._ssl = ssl.create_default_context(cafile=str(pki.ca.cert))
+            self._ssl.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
+        return self._ssl
+
+    def get(self, path_or_url: str, timeout: float = 3.0) -> int:
+        """HTTP status of a GET as admin (0 when nothing answers)."""
+        url = path_or_url if path_or_url.startswith("https://") else self.server + path_or_url
+        try:
+            with urllib.request.urlopen(url, context=self.ssl_context(), timeout=timeout) as r:  # noqa: S310 - https only
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (OSError, ssl.SSLError):
+            return 0
+
+    # internals -------------------------------------------------------------------------
+    def _launch(self, name: str, argv: list[str]) -> None:
+        log = self.log_dir / f"{name}.log"
+        self.processes.append(start_process(name, argv, log, detach=self.detach))
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {
+            "kubernetes_version": KUBERNETES_VERSION,
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "ports": self.ports,
+            "processes": [
+                {"name": p.name, "executable": str(p.executable), "pid": p.pid, "log": str(p.log)}
+                for p in self.processes
+            ],
+        }
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=2) + "\n")
+        partial.replace(self.state_file)
+
+    def _wait(self, name: str, check: Callable[[], bool], deadline: float, what: str) -> None:
+        while not check():
+            for process in self.processes:
+                if not process.alive():
+                    msg = (
+                        f"{process.name} exited while waiting for {name} to be {what}; "
+                        f"end of {process.log}:\n{process.log_tail()}"
+                    )
+                    raise ControlPlaneError(msg)
+            if time.monotonic() > deadline:
+                log = self.log_dir / f"{name}.log"
+                tail = next((p.log_tail() for p in self.processes if p.name == name), "")
+                msg = f"{name} was not {what} in time; end of {log}:\n{tail}"
+                raise ControlPlaneError(msg)
+            time.sleep(0.25)
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        wait_for_port(port, timeout=0)
+    except TimeoutError:
+        return False
+    return True
+
+
+# command line ----------------------------------------------------------------------------
+def _cmd_start(args: argparse.Namespace) -> int:
+    plane = ControlPlane.attach(args.dir)
+    if plane.running():
+        print(f"already running (see {plane.state_file})", file=sys.stderr)
+    else:
+        plane.stop()  # clears a stale state file whose processes are gone
+        plane = ControlPlane(args.dir, detach=True)
+        plane.start(timeout=args.timeout)
+        print(f"control plane ready in {plane.started_in:.1f}s: {plane.server}", file=sys.stderr)
+    print(plane.kubeconfig)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    plane = ControlPlane.attach(args.dir)
+    plane.stop(timeout=args.timeout)
+    if args.wipe:
+        plane.wipe()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = ControlPlane.attach(args.dir).status()
+    print(json.dumps(status, indent=2))
+    return 0 if status["ready"] else 1
+
+
+def _cmd_build(_: argparse.Namespace) -> int:
+    binaries = ensure_binaries()
+    print(binaries.kube_apiserver.parent)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stacktools.controlplane",
+        description=f"Local node-less Kubernetes {KUBERNETES_VERSION} control plane.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start (or find running) and print the kubeconfig")
+    start.add_argument("--timeout", type=float, default=180.0, help="seconds to become ready")
+    stop = commands.add_parser("stop", help="stop the servers (SIGTERM, then SIGKILL)")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
+    stop.add_argument("--wipe", action="store_true", help="also delete the etcd data")
+    status = commands.add_parser("status", help="print JSON status; exit 0 only when ready")
+    for sub in (start, stop, status):
+        sub.add_argument("--dir", type=Path, required=True, help="the cluster's directory")
+    commands.add_parser("build", help="build (or reuse) the binaries; print their folder")
+    args = parser.parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "start": _cmd_start,
+        "stop": _cmd_stop,
+        "status": _cmd_status,
+        "build": _cmd_build,
+    }
+    try:
+        return handlers[args.command](args)
+    except (ControlPlaneError, BuildError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

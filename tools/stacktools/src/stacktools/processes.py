@@ -1,0 +1,114 @@
+"""Start long-running server processes with a log file, and stop them by PID.
+
+A process is identified by its PID *and* its executable, so a PID recorded in a state file
+is never signalled after the kernel has reused it for something else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (no orphaned servers)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ServerProcess:
+    """One server process: its name, executable, PID and log file."""
+
+    name: str
+    executable: Path
+    pid: int
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return _alive(self.pid, self.executable)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once the process is gone."""
+        if not self.alive():
+            self._reap()
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        if not self._wait_gone(timeout):
+            os.kill(self.pid, signal.SIGKILL)
+            self._wait_gone(10.0)
+        self._reap()
+
+    def _wait_gone(self, timeout: float) -> bool:
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout
+        while _alive(self.pid, self.executable):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _reap(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def _alive(pid: int, executable: Path) -> bool:
+    """True when ``pid`` runs ``executable`` and is not a zombie."""
+    proc = Path("/proc") / str(pid)
+    try:
+        exe = os.readlink(proc / "exe")
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return state != "Z" and Path(exe.removesuffix(" (deleted)")) == executable.resolve()
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    *,
+    detach: bool,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start ``argv`` with stdout and stderr appended to ``log``.
+
+    ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
+    otherwise it is killed when the caller dies (the pytest fixture).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    preexec: Callable[[], None] | None = None if detach else _die_with_parent
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=detach,
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+        )
+    return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)

@@ -1,0 +1,96 @@
+"""`python -m stacktools.controlplane start|status|stop` as the Molecule create/destroy
+playbooks call it: the servers outlive the starting process and stop leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes import client, config
+
+from stacktools.controlplane import ControlPlane
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacktools.controlplane", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_start_status_stop_from_separate_processes(tmp_path: Path) -> None:
+    cluster = tmp_path / "cluster"
+    started = cli("start", "--dir", str(cluster))
+    assert started.returncode == 0, started.stderr
+    kubeconfig = Path(started.stdout.strip())
+    assert kubeconfig == cluster / "kubeconfig"
+    state = json.loads((cluster / "state.json").read_text())
+    pids = [p["pid"] for p in state["processes"]]
+    try:
+        assert [p["name"] for p in state["processes"]] == [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+        ]
+        assert all(pid_alive(pid) for pid in pids)
+
+        status = cli("status", "--dir", str(cluster))
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert json.loads(status.stdout)["ready"] is True
+
+        # kubectl (what a person uses) accepts the kubeconfig as written.
+        kubectl = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "namespace", "kube-system"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "KUBECONFIG": ""},
+        )
+        assert kubectl.returncode == 0, kubectl.stderr
+        assert "Active" in kubectl.stdout
+
+        again = cli("start", "--dir", str(cluster))
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stderr
+        assert json.loads((cluster / "state.json").read_text())["processes"] == state["processes"]
+    finally:
+        stopped = cli("stop", "--dir", str(cluster), "--wipe")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not (cluster / "state.json").exists()
+    assert not (cluster / "etcd").exists()
+    assert (cluster / "logs" / "kube-apiserver.log").stat().st_size > 0
+
+    after = cli("status", "--dir", str(cluster))
+    assert after.returncode == 1
+    assert json.loads(after.stdout)["ready"] is False
+    # Stopping a stopped cluster is fine (Molecule destroy may run twice).
+    assert cli("stop", "--dir", str(cluster)).returncode == 0
+
+
+def test_restart_keeps_data_and_certificates(tmp_path: Path) -> None:
+    with ControlPlane(tmp_path / "cluster") as plane:
+        api = config.new_client_from_config(str(plane.kubeconfig))
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "kept"}})
+        api.close()
+        ca = plane.pki.ca.cert.read_bytes()
+    with ControlPlane(tmp_path / "cluster") as again:
+        # Same CA, so kubeconfigs handed out before the restart keep working.
+        assert again.pki.ca.cert.read_bytes() == ca
+        assert again.get("/api/v1/namespaces/kept") == 200
+        assert again.started_in < 30
