@@ -39,6 +39,7 @@ pytest: setup ## the test suites (FerretDB and the control plane are built on fi
 	pytest
 
 demo: setup ## the data path without Kubernetes: FerretDB, apiserver, generator, Delta export
+	python tools/demo.py --count $(COUNT)
 
 test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs APISERVER_API_KEY)
 	stack-insert --count $(COUNT) --concurrency $(CONCURRENCY) --base-url $(APISERVER_BASE_URL)

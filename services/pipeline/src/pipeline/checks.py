@@ -97,9 +97,14 @@ def schema_as_expected(delta_table: DeltaTableResource) -> dg.AssetCheckResult:
     def spell(columns: tuple[tuple[str, object, bool], ...]) -> str:
         return ", ".join(f"{n} {t}{'' if nullable else ' not null'}" for n, t, nullable in columns)
 
+    passed = actual == DELTA_FIELDS
     return dg.AssetCheckResult(
-        passed=actual == DELTA_FIELDS,
-        description=f"expected ({spell(DELTA_FIELDS)}), found ({spell(actual)})",
+        passed=passed,
+        description=(
+            f"{len(actual)} columns as designed"
+            if passed
+            else f"expected ({spell(DELTA_FIELDS)}), found ({spell(actual)})"
+        ),
         metadata={"schema": spell(actual)},
     )
 
