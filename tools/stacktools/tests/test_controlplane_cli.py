@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kubernetes import client, config
@@ -94,3 +95,33 @@ def test_restart_keeps_data_and_certificates(tmp_path: Path) -> None:
         assert again.pki.ca.cert.read_bytes() == ca
         assert again.get("/api/v1/namespaces/kept") == 200
         assert again.started_in < 30
+
+
+def test_servers_die_with_the_test_process(tmp_path: Path) -> None:
+    """A killed pytest (attached mode) must not leave a 400 MB control plane behind."""
+    script = (
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from stacktools.controlplane import ControlPlane\n"
+        "plane = ControlPlane(Path(sys.argv[1]))\n"
+        "plane.start()\n"
+        "print(json.dumps([p.pid for p in plane.processes]), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "cluster")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        pids = json.loads(owner.stdout.readline())
+        assert len(pids) == 3
+        assert all(pid_alive(pid) for pid in pids)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(pid_alive(pid) for pid in pids)

@@ -20,6 +20,8 @@ from stacktools.paths import cache_dir
 # Pinned in tools/controlplane/go.mod; repeated here for the cache key, the version stamp
 # and messages. A test checks that both places agree.
 KUBERNETES_VERSION = "v1.36.3"
+# The minor that schema validation (kubernetes-validate) targets too.
+KUBERNETES_MINOR = ".".join(KUBERNETES_VERSION.removeprefix("v").split(".")[:2])
 ETCD_VERSION = "v3.6.8"
 # k8s.io/kubernetes v1.36.3 declares `go 1.26.0` in its go.mod.
 GO_MINIMUM = (1, 26)

@@ -19,9 +19,13 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (no orphaned servers)."""
+    """In the child before exec: get SIGKILL when the parent dies (no orphaned servers).
+
+    SIGKILL, not SIGTERM: all servers get the signal at once, and kube-apiserver's graceful
+    shutdown waits for an etcd that is already gone.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
