@@ -4,14 +4,12 @@ CRD schemas (including their CEL rules) are enforced by the API server."""
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -26,19 +24,10 @@ from stacktools.controlplane_build import (
 )
 from stacktools.paths import crds_dir
 
+if TYPE_CHECKING:
+    from conftest import InstallCrds, WaitFor
+
 GATEWAY_API = "gateway.networking.k8s.io"
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -71,27 +60,6 @@ def namespace_gone(core: client.CoreV1Api, name: str) -> bool:
     return False
 
 
-def install_crds(api: client.ApiClient, files: list[Path]) -> list[dict[str, Any]]:
-    """Create the CRDs in ``files`` and wait until the API server serves them."""
-    ext = client.ApiextensionsV1Api(api)
-    docs = [doc for path in files for doc in yaml.safe_load_all(path.read_text()) if doc]
-    for doc in docs:
-        try:
-            ext.create_custom_resource_definition(doc)
-        except ApiException as exc:
-            if exc.status != 409:  # already installed by an earlier test in this session
-                raise
-
-    def established(name: str) -> bool:
-        conditions = ext.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    for doc in docs:
-        name = doc["metadata"]["name"]
-        wait_for(lambda name=name: established(name), f"CRD {name} to be Established")
-    return docs
-
-
 def test_versions_are_pinned_consistently(api: client.ApiClient) -> None:
     go_mod = (module_dir() / "go.mod").read_text()
     assert re.search(rf"^\s*k8s\.io/kubernetes {re.escape(KUBERNETES_VERSION)}\b", go_mod, re.M)
@@ -104,7 +72,7 @@ def test_versions_are_pinned_consistently(api: client.ApiClient) -> None:
 
 
 def test_controllers_create_replicaset_and_pods_and_collect_garbage(
-    api: client.ApiClient, namespace: str
+    api: client.ApiClient, namespace: str, wait_for: WaitFor
 ) -> None:
     apps = client.AppsV1Api(api)
     core = client.CoreV1Api(api)
@@ -154,7 +122,9 @@ def test_controllers_create_replicaset_and_pods_and_collect_garbage(
     )
 
 
-def test_deleted_namespace_finalizes_and_goes_away(api: client.ApiClient) -> None:
+def test_deleted_namespace_finalizes_and_goes_away(
+    api: client.ApiClient, wait_for: WaitFor
+) -> None:
     core = client.CoreV1Api(api)
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
@@ -250,7 +220,7 @@ CEL_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CEL_CASES))
 def test_gateway_api_cel_rules_are_enforced(
-    api: client.ApiClient, namespace: str, case: str
+    api: client.ApiClient, namespace: str, case: str, install_crds: InstallCrds
 ) -> None:
     experimental = crds_dir() / "gateway-api-v1.5.1" / "experimental"
     docs = install_crds(api, sorted(experimental.glob("*.yaml")))
@@ -274,7 +244,7 @@ def test_gateway_api_cel_rules_are_enforced(
 
 
 def test_custom_resource_before_its_crd_fails_clearly(
-    api: client.ApiClient, namespace: str
+    api: client.ApiClient, namespace: str, install_crds: InstallCrds
 ) -> None:
     crd_file = crds_dir() / "mongodb" / "mongodbcommunity.mongodb.com_mongodbcommunity.yaml"
     manifest = {

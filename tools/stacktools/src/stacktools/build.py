@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -116,3 +117,27 @@ def writable_copy(source: Path) -> tempfile.TemporaryDirectory[str]:
         for name in dirs + files:
             os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
     return tmp
+
+
+def repo_go_module(name: str) -> Path:
+    """``tools/<name>`` (a Go module) of this checkout, found from this file, else the cwd."""
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            module = candidate / "tools" / name
+            if (module / "go.mod").is_file():
+                return module
+    msg = f"cannot find tools/{name}/go.mod; run from a checkout of the repository"
+    raise BuildError(msg)
+
+
+def source_hash(module: Path, extra: object = None) -> str:
+    """Hash of what decides a module's binaries: go.mod, go.sum, its Go files, ``extra``."""
+    digest = hashlib.sha256()
+    files = [module / "go.mod", module / "go.sum", *sorted(module.rglob("*.go"))]
+    for path in files:
+        digest.update(path.relative_to(module).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    digest.update(repr(extra).encode())
+    return digest.hexdigest()[:16]

@@ -9,12 +9,16 @@ runs from building twice.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacktools.build import BuildError, file_lock, go_build, require_go_version
+from stacktools.build import (
+    file_lock,
+    go_build,
+    repo_go_module,
+    require_go_version,
+    source_hash,
+)
 from stacktools.paths import cache_dir
 
 # Pinned in tools/controlplane/go.mod; repeated here for the cache key, the version stamp
@@ -59,33 +63,13 @@ class Binaries:
 
 
 def module_dir() -> Path:
-    """tools/controlplane of this checkout (found from this file, else from the cwd)."""
-    here = Path(__file__).resolve()
-    for start in (here, Path.cwd().resolve()):
-        for candidate in (start, *start.parents):
-            module = candidate / "tools" / "controlplane"
-            if (module / "go.mod").is_file():
-                return module
-    msg = "cannot find tools/controlplane/go.mod; run from a checkout of the repository"
-    raise BuildError(msg)
-
-
-def source_hash(module: Path) -> str:
-    """Hash of everything that decides the binaries' content."""
-    digest = hashlib.sha256()
-    files = [module / "go.mod", module / "go.sum", *sorted(module.rglob("*.go"))]
-    for path in files:
-        digest.update(path.relative_to(module).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    digest.update(repr((BUILD_FLAGS, sorted(BUILD_ENV.items()))).encode())
-    return digest.hexdigest()[:16]
+    return repo_go_module("controlplane")
 
 
 def binaries_dir(module: Path | None = None) -> Path:
     module = module or module_dir()
-    return cache_dir() / "bin" / f"controlplane-{KUBERNETES_VERSION}-{source_hash(module)}"
+    key = source_hash(module, (BUILD_FLAGS, sorted(BUILD_ENV.items())))
+    return cache_dir() / "bin" / f"controlplane-{KUBERNETES_VERSION}-{key}"
 
 
 def _binaries(directory: Path) -> Binaries:
@@ -110,13 +94,3 @@ def ensure_binaries() -> Binaries:
             for name, path in missing.items():
                 go_build(module, PACKAGES[name], path, env=BUILD_ENV, flags=BUILD_FLAGS)
     return _binaries(directory)
-
-
-def prune_old_builds(keep: Path) -> list[Path]:
-    """Remove other controlplane-* build folders from the cache (they are ~300 MB each)."""
-    removed = []
-    for folder in (cache_dir() / "bin").glob("controlplane-*"):
-        if folder.is_dir() and folder != keep:
-            shutil.rmtree(folder)
-            removed.append(folder)
-    return removed

@@ -1,0 +1,152 @@
+"""istiod (Istio's control plane, ``pilot-discovery``) outside a cluster, against a kubeconfig.
+
+It is the Gateway API controller for GatewayClass ``istio``: with it the local control plane
+gives real Gateway/Route status (Accepted, ResolvedRefs, ReferenceGrant checks). The binary is
+built from tools/istiod (see the version note in its go.mod: Istio master, because the Go
+module proxy here does not serve Istio 1.30.3) and cached like the control plane's.
+
+Run outside a cluster it needs: the ``istio-system`` namespace, the Gateway API and Istio
+CRDs, and these settings. The gateway *deployment* controller is off: it renders the
+``kube-gateway`` template from the Helm chart's ``istio-sidecar-injector`` ConfigMap, which
+does not exist here, and its Pods could not run on a node-less cluster anyway. So a Gateway's
+``Programmed`` condition stays False (no gateway instances); everything else is real.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from stacktools.build import (
+    file_lock,
+    go_build,
+    repo_go_module,
+    require_go_version,
+    source_hash,
+)
+from stacktools.net import free_port
+from stacktools.paths import cache_dir
+from stacktools.processes import ServerProcess, start_process
+
+# Pinned in tools/istiod/go.mod (where the reason is recorded); a test checks they agree.
+ISTIO_MODULE_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
+ISTIO_VERSION_LABEL = "1.31-dev"  # the module's VERSION file says 1.31
+GATEWAY_API_BUNDLE = "v1.6.1"  # this istiod requires TCPRoute CRDs of bundle >= v1.6.0
+GO_MINIMUM = (1, 26)
+PACKAGE = "istio.io/istio/pilot/cmd/pilot-discovery"
+NAMESPACE = "istio-system"
+BUILD_FLAGS = (
+    "-mod=readonly",
+    "-ldflags=-s -w"
+    f" -X istio.io/istio/pkg/version.buildVersion={ISTIO_VERSION_LABEL}"
+    f" -X istio.io/istio/pkg/version.buildGitRevision={ISTIO_MODULE_VERSION.rsplit('-', 1)[1]}"
+    " -X istio.io/istio/pkg/version.buildStatus=Clean",
+)
+BUILD_ENV = {"CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
+
+
+def binary_path() -> Path:
+    module = repo_go_module("istiod")
+    key = source_hash(module, (BUILD_FLAGS, sorted(BUILD_ENV.items())))
+    return cache_dir() / "bin" / f"istiod-{ISTIO_VERSION_LABEL}-{key}" / "pilot-discovery"
+
+
+def ensure_binary() -> Path:
+    """The cached pilot-discovery, building it first when missing (cold: several minutes)."""
+    target = binary_path()
+    if target.is_file():
+        return target
+    with file_lock(cache_dir() / "locks" / "istiod.lock"):
+        if not target.is_file():
+            require_go_version(GO_MINIMUM, f"istiod ({ISTIO_VERSION_LABEL})")
+            go_build(repo_go_module("istiod"), PACKAGE, target, env=BUILD_ENV, flags=BUILD_FLAGS)
+    return target
+
+
+class Istiod:
+    """One istiod process for the cluster behind ``kubeconfig``; state in ``directory``."""
+
+    def __init__(self, directory: Path, kubeconfig: Path, *, detach: bool = False) -> None:
+        self.directory = directory.resolve()
+        self.kubeconfig = kubeconfig
+        self.detach = detach
+        self.http_port = 0
+        self.process: ServerProcess | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "istiod.log"
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start istiod and wait for its /ready endpoint. ``istio-system`` must exist."""
+        binary = ensure_binary()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        mesh = self.directory / "mesh.yaml"
+        mesh.write_text("{}\n")  # mesh defaults
+        self.http_port = free_port()
+        addresses = {
+            "--httpAddr": self.http_port,
+            "--httpsAddr": free_port(),
+            "--grpcAddr": free_port(),
+            "--secureGRPCAddr": free_port(),
+            "--monitoringAddr": free_port(),
+        }
+        argv = [
+            str(binary),
+            "discovery",
+            f"--kubeconfig={self.kubeconfig}",
+            "--domain=cluster.local",
+            "--shutdownDuration=1s",
+            f"--meshConfig={mesh}",
+            f"--networksConfig={self.directory / 'mesh-networks.yaml'}",
+            f"--ctrlz_port={free_port()}",
+            *(f"{flag}=127.0.0.1:{port}" for flag, port in addresses.items()),
+        ]
+        env = {
+            "KUBECONFIG": str(self.kubeconfig),
+            "POD_NAMESPACE": NAMESPACE,
+            "POD_NAME": "istiod-local",
+            "REVISION": "default",
+            # TCPRoute and the other non-GA Gateway API kinds.
+            "PILOT_ENABLE_ALPHA_GATEWAY_API": "true",
+            "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
+        }
+        self.process = start_process("istiod", argv, self.log, detach=self.detach, env=env)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if not self.process.alive():
+                msg = f"istiod exited; end of {self.log}:\n{self.process.log_tail()}"
+                raise RuntimeError(msg)
+            if time.monotonic() > deadline:
+                self.stop()
+                msg = f"istiod not ready after {timeout:.0f}s; see {self.log}"
+                raise RuntimeError(msg)
+            time.sleep(0.5)
+
+    def ready(self) -> bool:
+        url = f"http://127.0.0.1:{self.http_port}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop(timeout)
+
+    def __enter__(self) -> Istiod:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
