@@ -1,0 +1,96 @@
+"""Fixtures of the repository-level tests: running Ansible the way the Makefile does, and the
+manifests of every role rendered for every inventory (tests/render/render.yml)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORIES = ("local", "staging", "production")
+ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
+RENDER_PLAYBOOK = REPO / "tests" / "render" / "render.yml"
+
+
+@dataclass(frozen=True)
+class Ansible:
+    """Runs ansible-* commands of the project's virtualenv with the project's configuration."""
+
+    bin_dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            # The stack_image_tag lookup lives next to the playbooks; other playbooks need it too.
+            ANSIBLE_LOOKUP_PLUGINS=str(REPO / "playbooks" / "lookup_plugins"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_LOCAL_TEMP=str(REPO / ".cache" / "ansible-tmp"),
+            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        )
+        env.update(extra)
+        return env
+
+    def command(self, tool: str, *args: str) -> list[str]:
+        return [str(self.bin_dir / tool), *args]
+
+    def run(
+        self, tool: str, *args: str, timeout: float = 600, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(tool, *args),
+            cwd=REPO,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, tool: str, args: Sequence[str], **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(tool, *args),
+            cwd=REPO,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def ansible() -> Ansible:
+    return Ansible(Path(sys.executable).parent)
+
+
+def output_tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def rendered(ansible: Ansible, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """inventory name -> folder with <role>/<template>.yaml and <role>/helm/<values>.yaml."""
+    root = tmp_path_factory.mktemp("rendered")
+    runs = {
+        name: ansible.start(
+            "ansible-playbook",
+            ["-i", f"inventories/{name}", str(RENDER_PLAYBOOK)],
+            RENDER_DIR=str(root / name),
+        )
+        for name in INVENTORIES
+    }
+    failures = []
+    for name, process in runs.items():
+        output, _ = process.communicate(timeout=900)
+        if process.returncode != 0:
+            header = f"--- inventories/{name} (rc={process.returncode}):"
+            failures.append(f"{header}\n{output_tail(output)}")
+    assert not failures, "rendering failed:\n" + "\n".join(failures)
+    return {name: root / name for name in INVENTORIES}

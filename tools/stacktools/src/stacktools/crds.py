@@ -1,0 +1,276 @@
+"""The upstream CRDs the manifest tests validate against, and their schemas as JSON Schemas.
+
+Where the CRDs come from (:func:`crds_root`):
+
+1. ``CRDS_DIR`` when set (an error if it is not a folder);
+2. ``<repo>/../shared/crds``, the offline copy next to the repository, when it exists;
+3. otherwise the pinned upstream files, downloaded once into ``<cache>/crds`` with the same
+   layout and checked against their git blob SHA-1s (the table of shared/crds/SOURCES.md).
+
+:func:`custom_resource_schema` turns a CRD version's ``openAPIV3Schema`` (a Kubernetes
+*structural* schema, OpenAPI v3.0 dialect) into a JSON Schema (draft 2020-12) that rejects
+what the API server would reject without running CEL: wrong types, enum values, patterns,
+bounds, missing required fields and unknown fields (pruned or refused by the server unless
+``x-kubernetes-preserve-unknown-fields``). ``x-kubernetes-validations`` (CEL) rules are *not*
+evaluated here; a live API server checks them (the control-plane tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacktools.build import file_lock
+from stacktools.paths import cache_dir, crds_dir
+
+GATEWAY_API_VERSION = "v1.5.1"
+PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
+MONGODB_KUBERNETES_VERSION = "1.10.0"
+ISTIO_VERSION = "1.30.3"
+
+_RAW = "https://raw.githubusercontent.com"
+_GATEWAY = f"{_RAW}/kubernetes-sigs/gateway-api/{GATEWAY_API_VERSION}/config/crd/experimental"
+_PROMETHEUS = (
+    f"{_RAW}/prometheus-operator/prometheus-operator/{PROMETHEUS_OPERATOR_VERSION}"
+    "/example/prometheus-operator-crd-full"
+)
+_MONGODB = f"{_RAW}/mongodb/mongodb-kubernetes/{MONGODB_KUBERNETES_VERSION}/config/crd/bases"
+_ISTIO = f"{_RAW}/istio/istio/{ISTIO_VERSION}/manifests/charts/base/files"
+
+
+@dataclass(frozen=True)
+class CrdFile:
+    """One pinned upstream file: its place under the CRDs folder, its URL, its git blob SHA-1."""
+
+    path: str
+    url: str
+    blob_sha1: str
+
+
+def _gateway(name: str, sha1: str) -> CrdFile:
+    folder = f"gateway-api-{GATEWAY_API_VERSION}/experimental"
+    return CrdFile(f"{folder}/{name}", f"{_GATEWAY}/{name}", sha1)
+
+
+# The project targets Gateway API v1.5.1, experimental channel (TCPRoute v1alpha2 lives only
+# there); the folders of other versions under shared/crds are deliberately not read.
+PINNED: tuple[CrdFile, ...] = (
+    _gateway(
+        "gateway.networking.k8s.io_backendtlspolicies.yaml",
+        "8c48eea69ad5688e2fb71fb53992d2bc46a1ebca",
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_gatewayclasses.yaml", "cdf8336d629ea440e6dd889272f98489d17bfaef"
+    ),
+    _gateway("gateway.networking.k8s.io_gateways.yaml", "3f67ac434ec68a6aefe4591868fba8983aa1881f"),
+    _gateway(
+        "gateway.networking.k8s.io_grpcroutes.yaml", "8ad22055baa5ac3ec7fee74d23b4b9b08011f560"
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_httproutes.yaml", "b7711700275821e5125fb340ada85c2d7519fa8b"
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_listenersets.yaml", "da3bbafaec8349378ca1e12af40a22feaa41ee86"
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_referencegrants.yaml",
+        "0ef79a79ccabf4ed42159bc80594c28e5cfa585f",
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_tcproutes.yaml", "1a4022645598d565b35a9d60c0a4cb42806dfb6a"
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_tlsroutes.yaml", "dae92f9bec22dd2a9bdad1d11623bd46571951f8"
+    ),
+    _gateway(
+        "gateway.networking.k8s.io_udproutes.yaml", "849df554945ed3c96964dff486d22ea7c3e5b686"
+    ),
+    _gateway(
+        "gateway.networking.x-k8s.io_xbackendtrafficpolicies.yaml",
+        "f53a2b9eca680df8c6c98fc8a415a92503bafa04",
+    ),
+    _gateway(
+        "gateway.networking.x-k8s.io_xmeshes.yaml", "7eb4f24cb430d75f7b5c90ff2af5df348e00566a"
+    ),
+    CrdFile(
+        "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
+        f"{_PROMETHEUS}/monitoring.coreos.com_podmonitors.yaml",
+        "5c1bde3d4a5f3131fd6c148ab933193b867173f2",
+    ),
+    CrdFile(
+        "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
+        f"{_PROMETHEUS}/monitoring.coreos.com_prometheusrules.yaml",
+        "b423c3225b18489ca7bbc5091f38f7003c4bf3fc",
+    ),
+    CrdFile(
+        "prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
+        f"{_PROMETHEUS}/monitoring.coreos.com_servicemonitors.yaml",
+        "f5736255990a0e152851fadb55f84d6fd0f91d87",
+    ),
+    CrdFile(
+        "mongodb/mongodbcommunity.mongodb.com_mongodbcommunity.yaml",
+        f"{_MONGODB}/mongodbcommunity.mongodb.com_mongodbcommunity.yaml",
+        "d7eacf0901e526ab1754223c92f0bc556124ec29",
+    ),
+    CrdFile(
+        "istio/crd-all.gen.yaml",
+        f"{_ISTIO}/crd-all.gen.yaml",
+        "7318e07ffdaca66dbbfdc4e27e93da74eabdd3a2",
+    ),
+)
+
+
+class CrdError(RuntimeError):
+    """The CRDs cannot be found, downloaded or used; the message says which and why."""
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The SHA-1 git gives a file with this content (``git hash-object``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def download(dest: Path, files: Iterable[CrdFile] = PINNED, timeout: float = 60.0) -> Path:
+    """Fetch every missing file of ``files`` into ``dest``, verified; returns ``dest``."""
+    with file_lock(dest.parent / f".{dest.name}.lock"):
+        for item in files:
+            target = dest / item.path
+            if target.is_file() and git_blob_sha1(target.read_bytes()) == item.blob_sha1:
+                continue
+            if not item.url.startswith("https://"):
+                raise CrdError(f"refusing to download {item.url}: not https")
+            try:
+                with urllib.request.urlopen(item.url, timeout=timeout) as response:  # noqa: S310
+                    data = response.read()
+            except OSError as exc:
+                raise CrdError(f"cannot download {item.url}: {exc}") from exc
+            actual = git_blob_sha1(data)
+            if actual != item.blob_sha1:
+                msg = f"{item.url} has git blob {actual}, expected {item.blob_sha1}"
+                raise CrdError(msg)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(data)
+            partial.replace(target)
+    return dest
+
+
+def crds_root() -> Path:
+    """The CRDs folder: CRDS_DIR, else ../shared/crds, else the pinned download (cached)."""
+    try:
+        return crds_dir()
+    except FileNotFoundError:
+        if os.environ.get("CRDS_DIR"):
+            raise
+    return download(cache_dir() / "crds")
+
+
+def load_crds(
+    root: Path, files: Iterable[CrdFile] = PINNED
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every CustomResourceDefinition in ``files`` under ``root``, by (group, kind)."""
+    index: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in files:
+        path = root / item.path
+        if not path.is_file():
+            raise CrdError(f"{path} is missing; the CRDs folder must be laid out like shared/crds")
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                names = doc["spec"]["names"]
+                index[(doc["spec"]["group"], names["kind"])] = doc
+    return index
+
+
+def served_version(crd: Mapping[str, Any], version: str) -> Mapping[str, Any]:
+    """The CRD's entry for ``version``; CrdError if it is absent or not served."""
+    for entry in crd["spec"]["versions"]:
+        if entry["name"] == version:
+            if not entry.get("served", False):
+                raise CrdError(f"{crd['metadata']['name']} does not serve version {version}")
+            return entry  # type: ignore[no-any-return]
+    known = [entry["name"] for entry in crd["spec"]["versions"]]
+    raise CrdError(f"{crd['metadata']['name']} has no version {version} (it has {known})")
+
+
+def custom_resource_schema(crd: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a custom resource of ``crd`` at ``version``.
+
+    The root ``metadata`` keeps the CRD's own schema (``type: object``, open): callers
+    validate metadata against ObjectMeta themselves, as the API server does.
+    """
+    schema = served_version(crd, version)["schema"]["openAPIV3Schema"]
+    converted = to_json_schema(schema)
+    properties = converted.setdefault("properties", {})
+    properties["metadata"] = {"type": "object"}
+    properties.setdefault("apiVersion", {"type": "string"})
+    properties.setdefault("kind", {"type": "string"})
+    return converted
+
+
+# Keys of an OpenAPI v3 schema that carry no validation (or none we can check here).
+_NOT_VALIDATING = frozenset(
+    {"description", "example", "externalDocs", "default", "title", "format", "nullable"}
+)
+_SUBSCHEMA_MAPS = frozenset({"properties", "patternProperties"})
+_SUBSCHEMAS = frozenset({"items", "additionalProperties", "not"})
+_SUBSCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf"})
+
+
+def to_json_schema(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate one structural-schema node (recursively) into JSON Schema 2020-12."""
+    return _kubernetes_extensions(node, _translated_keywords(node))
+
+
+def _translated_keywords(node: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or key in _NOT_VALIDATING:
+            continue
+        if key in _SUBSCHEMA_MAPS:
+            out[key] = {name: to_json_schema(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMAS and isinstance(value, Mapping):
+            out[key] = to_json_schema(value)
+        elif key in _SUBSCHEMA_LISTS:
+            out[key] = [to_json_schema(sub) for sub in value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(value, bool):
+            # OpenAPI 3.0: a flag on minimum/maximum; JSON Schema: the bound itself.
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            if value and bound in node:
+                out[key] = node[bound]
+        else:
+            out[key] = value
+    if "exclusiveMinimum" in out:
+        out.pop("minimum", None)
+    if "exclusiveMaximum" in out:
+        out.pop("maximum", None)
+    return out
+
+
+def _kubernetes_extensions(node: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    if node.get("nullable") and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    if node.get("x-kubernetes-embedded-resource"):
+        embedded = out.setdefault("properties", {})
+        for field in ("apiVersion", "kind"):
+            embedded.setdefault(field, {"type": "string"})
+        embedded.setdefault("metadata", {"type": "object"})
+    if (
+        node.get("type") == "object"
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        # Structural schemas prune unknown fields; a strict apply refuses them.
+        out["additionalProperties"] = False
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        int_or_string = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+        out = {"allOf": [out, int_or_string]} if out else int_or_string
+    return out
