@@ -28,7 +28,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         client = connect(settings)
         state.repository = RecordRepository(
-            client, settings.mongodb_database, settings.mongodb_collection, settings.ping_timeout_s
+            client,
+            settings.mongodb_database,
+            settings.mongodb_collection,
+            ping_s=settings.ping_timeout_s,
+            write_chunk=settings.mongodb_write_chunk,
         )
         log.info(
             "started",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, WriteConcernError
+from pymongo.errors import DuplicateKeyError, OperationFailure, WriteConcernError
 
 from apiserver.models import BatchItem, Record, RecordIn
 from apiserver.settings import Settings
 
 Document = dict[str, Any]
-DUPLICATE_KEY = 11000
+Outcome = Literal["inserted", "updated"]
 
 
 def connect(settings: Settings) -> AsyncMongoClient[Document]:
@@ -46,11 +46,18 @@ def to_record(doc: Document) -> Record:
 
 class RecordRepository:
     def __init__(
-        self, client: AsyncMongoClient[Document], database: str, collection: str, ping_s: float
+        self,
+        client: AsyncMongoClient[Document],
+        database: str,
+        collection: str,
+        *,
+        ping_s: float,
+        write_chunk: int,
     ) -> None:
         self._db = client[database]
         self._records = self._db[collection]
         self._ping_s = ping_s
+        self._write_chunk = write_chunk
 
     async def ping(self) -> None:
         with pymongo.timeout(self._ping_s):
@@ -80,47 +87,50 @@ class RecordRepository:
         )
 
     async def upsert_many(self, records: Sequence[RecordIn], now: datetime) -> list[BatchItem]:
-        """Upsert records with distinct ids in one unordered bulk write; result per record.
+        """Upsert records with distinct ids in unordered bulk writes; result per record.
 
-        Statements that fail (in practice: a duplicate key when a concurrent request inserted
-        the same new id first) are retried once, and then reported as failed.
+        The records go out in ``update`` commands of at most ``write_chunk`` statements
+        (default 50): FerretDB 1.24.2 never answers an update (nor pymongo's bulk_write) in
+        which 100 or more statements modify existing documents, and holds its database lock
+        meanwhile. Records a bulk write did not confirm (in practice: duplicate keys when a
+        concurrent request inserted the same new id first) are then upserted one by one.
         """
-        by_id = {record.id: record for record in records}
-        outcome: dict[str, str] = {}
-        pending = list(by_id)
-        errors: list[str] = []
-        for _ in range(2):
-            done, errors = await self._write(pending, by_id, now)
-            outcome.update(done)
-            pending = [rid for rid in pending if rid not in done]
-            if not pending:
-                break
-        message = "; ".join(sorted(set(errors))) or "not written"
-        return [
-            BatchItem(id=rid, status="failed", error=message)
-            if rid not in outcome
-            else BatchItem(id=rid, status="inserted" if outcome[rid] == "inserted" else "updated")
-            for rid in by_id
-        ]
+        outcome: dict[str, Outcome] = {}
+        for start in range(0, len(records), self._write_chunk):
+            outcome.update(await self._write(records[start : start + self._write_chunk], now))
+        results: list[BatchItem] = []
+        for record in records:
+            status = outcome.get(record.id)
+            if status is None:
+                results.append(await self._upsert_alone(record, now))
+            else:
+                results.append(BatchItem(id=record.id, status=status))
+        return results
 
-    async def _write(
-        self, ids: list[str], by_id: dict[str, RecordIn], now: datetime
-    ) -> tuple[dict[str, str], list[str]]:
-        """One ``update`` command; returns {id: "inserted"|"updated"} for what was written.
+    async def _upsert_alone(self, record: RecordIn, now: datetime) -> BatchItem:
+        try:
+            stored = await self.upsert(record, now)
+        except OperationFailure as exc:  # e.g. a duplicate key twice; not connection errors
+            return BatchItem(id=record.id, status="failed", error=str(exc.details or exc))
+        status: Outcome = "inserted" if stored.created_at == now else "updated"
+        return BatchItem(id=record.id, status=status)
 
-        The command is sent directly rather than through ``bulk_write``: on FerretDB 1.24
+    async def _write(self, records: Sequence[RecordIn], now: datetime) -> dict[str, Outcome]:
+        """One ``update`` command; returns the outcome of each record known to be written.
+
+        The command is sent directly rather than through ``bulk_write``: on FerretDB 1.24.2
         a reply with write errors lacks ``n``/``nModified``/``upserted`` (pymongo's
-        bulk_write then fails with KeyError) and its indexes are not the statement
-        positions. So ``upserted`` is read by ``_id``, and after write errors the outcome is
-        read back from the documents themselves (``updated_at``/``created_at`` equal to this
-        request's timestamp), which is right on MongoDB and FerretDB alike.
+        bulk_write then fails with KeyError), its indexes are not statement positions, and
+        it stops at the first error despite ``ordered: false``. So ``upserted`` is read by
+        ``_id``, and after write errors what was written is read back from the documents
+        (``updated_at`` equal to this request's timestamp), right on MongoDB and FerretDB.
         """
         reply = await self._db.command(
             {
                 "update": self._records.name,
                 "updates": [
-                    {"q": {"_id": rid}, "u": _update(by_id[rid].score, now), "upsert": True}
-                    for rid in ids
+                    {"q": {"_id": r.id}, "u": _update(r.score, now), "upsert": True}
+                    for r in records
                 ],
                 "ordered": False,
             }
@@ -129,18 +139,17 @@ class RecordRepository:
             raise WriteConcernError(
                 str(reply["writeConcernError"].get("errmsg", "")), details=reply
             )
-        write_errors = reply.get("writeErrors", [])
-        if not write_errors:
+        ids = [r.id for r in records]
+        if not reply.get("writeErrors"):
             inserted = {entry["_id"] for entry in reply.get("upserted", [])}
-            return {rid: "inserted" if rid in inserted else "updated" for rid in ids}, []
-        messages = [str(error.get("errmsg", "write error")) for error in write_errors]
-        written: dict[str, str] = {}
+            return {rid: "inserted" if rid in inserted else "updated" for rid in ids}
+        written: dict[str, Outcome] = {}
         async for doc in self._records.find(
             {"_id": {"$in": ids}}, projection={"created_at": 1, "updated_at": 1}
         ):
             if doc.get("updated_at") == now:
                 written[doc["_id"]] = "inserted" if doc.get("created_at") == now else "updated"
-        return written, messages
+        return written
 
     async def get(self, record_id: str) -> Record | None:
         doc = await self._records.find_one({"_id": record_id})

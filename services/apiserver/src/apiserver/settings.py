@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # Bounds server selection, connection set-up and every socket read; /readyz uses a
     # third of it (at least 200 ms) for its ping.
     mongodb_timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 5000
+    # Statements per MongoDB update command in a batch. FerretDB 1.24.2 never answers an
+    # update in which 100 or more statements modify existing documents; 50 is safe there.
+    mongodb_write_chunk: Annotated[int, Field(ge=1, le=1000)] = 50
     log_level: LogLevel = "INFO"
     access_log: bool = True
     # Binding every interface is what a container needs; the Service fronts it.
