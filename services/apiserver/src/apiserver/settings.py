@@ -44,14 +44,13 @@ def describe_error(error: ValidationError) -> str:
     parts: list[str] = []
     for item in error.errors():
         name = "APISERVER_" + "_".join(str(part) for part in item["loc"]).upper()
-        if item["type"] == "missing":
-            if name == "APISERVER_API_KEY":
-                parts.append(
-                    f"{name} is not set; set it to a random secret of at least "
-                    f"{MIN_API_KEY_LENGTH} characters (there is no default key)"
-                )
-            else:
-                parts.append(f"{name} is not set")
+        wanted = f"a random secret of at least {MIN_API_KEY_LENGTH} characters"
+        if name == "APISERVER_API_KEY" and item["type"] == "missing":
+            parts.append(f"{name} is not set; set it to {wanted} (there is no default key)")
+        elif name == "APISERVER_API_KEY":
+            parts.append(f"{name} is too short; set it to {wanted}")
+        elif item["type"] == "missing":
+            parts.append(f"{name} is not set")
         else:
             parts.append(f"{name}: {item['msg']}")
     return "; ".join(parts)
