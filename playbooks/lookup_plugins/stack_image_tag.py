@@ -18,8 +18,9 @@ DOCUMENTATION = r"""
 name: stack_image_tag
 short_description: content-derived image tag of a service under services/
 description:
-  - Hashes every file of C(services/<name>) (caches excluded) together with the
-    workspace's C(uv.lock) and root C(pyproject.toml), which the Dockerfiles install from.
+  - Hashes every file of C(services/<name>) (tests and caches excluded) together with the
+    workspace's C(uv.lock) and every C(pyproject.toml) of the workspace (the root's and its
+    members'), which the Dockerfiles copy and install from.
   - Returns the first 12 hex digits of the SHA-256, usable as a container image tag.
 options:
   _terms:
@@ -43,9 +44,11 @@ _raw:
   elements: str
 """
 
-# Directories that never end up in an image and change without the source changing.
+# Directories that never end up in an image (tests, caches) and change without the image's
+# content changing.
 SKIPPED_DIRS = frozenset(
     {
+        "tests",
         "__pycache__",
         ".pytest_cache",
         ".mypy_cache",
@@ -55,7 +58,8 @@ SKIPPED_DIRS = frozenset(
         "node_modules",
     }
 )
-SHARED_FILES = ("uv.lock", "pyproject.toml")
+# Files outside services/<name> that the Dockerfiles copy (the uv workspace manifests and lock).
+SHARED_GLOBS = ("uv.lock", "pyproject.toml", "tools/*/pyproject.toml", "services/*/pyproject.toml")
 TAG_LENGTH = 12
 
 
@@ -75,7 +79,8 @@ def source_tag(root: Path, service: str) -> str:
         msg = f"no service directory {service_dir} (expected one of {sorted(_services(root))})"
         raise ValueError(msg)
     files = sorted(p for p in service_dir.rglob("*") if _included(p, service_dir))
-    files += [root / name for name in SHARED_FILES if (root / name).is_file()]
+    shared = {path for pattern in SHARED_GLOBS for path in root.glob(pattern) if path.is_file()}
+    files += sorted(shared - set(files))
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode())
