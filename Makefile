@@ -13,6 +13,7 @@ INVENTORY ?= inventories/local
 COUNT ?= 1000
 CONCURRENCY ?= 32
 APISERVER_BASE_URL ?= http://localhost:8010
+KIND_CONTEXT ?= kind-gateway-api-stack
 
 .PHONY: help setup deploy test lint pytest demo test-insert bench clean
 
@@ -27,6 +28,15 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@$(MAKE) --no-print-directory setup
 	ansible-playbook playbooks/kind.yml -i $(INVENTORY)
 	ansible-playbook playbooks/site.yml -i $(INVENTORY)
+	@echo "Deployed. Through the Gateway on this machine:"
+	@echo "  apiserver  http://localhost:8010/docs  (POST /external-insert, GET /external-read; header x-api-key)"
+	@echo "  dagster    http://localhost:3010/"
+	@echo "  grafana    http://localhost:4010/  (user admin)"
+	@echo "  mongodb    mongodb://localhost:27018/?directConnection=true  (SCRAM users apiserver, pipeline)"
+	@echo "API key (Secret apiserver/apiserver-api-key), for example for make test-insert:"
+	@echo "  export APISERVER_API_KEY=\$$(kubectl --context $(KIND_CONTEXT) -n apiserver get secret apiserver-api-key -o jsonpath='{.data.api-key}' | base64 -d)"
+	@echo "Grafana password (Secret monitoring/grafana-admin):"
+	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
 test: setup lint pytest ## every check: linters, then all test suites
 
@@ -34,6 +44,8 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
+	yamllint --strict .
+	ansible-lint
 
 pytest: setup ## the test suites (FerretDB and the control plane are built on first use)
 	pytest
