@@ -12,6 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventories/local
 COUNT ?= 1000
 CONCURRENCY ?= 32
+BATCH_SIZE ?= 0
 APISERVER_BASE_URL ?= http://localhost:8010
 KIND_CONTEXT ?= kind-gateway-api-stack
 
@@ -54,9 +55,11 @@ demo: setup ## the data path without Kubernetes: FerretDB, apiserver, generator,
 	python tools/demo.py --count $(COUNT)
 
 test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs APISERVER_API_KEY)
-	stack-insert --count $(COUNT) --concurrency $(CONCURRENCY) --base-url $(APISERVER_BASE_URL)
+	stack-insert --count $(COUNT) --concurrency $(CONCURRENCY) --base-url $(APISERVER_BASE_URL) \
+		--batch-size $(BATCH_SIZE)
 
 bench: setup ## benchmarks (print numbers; not tests)
+	python bench/apiserver.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed
