@@ -22,7 +22,7 @@ from stacktools.controlplane_build import (
     ensure_binaries,
     module_dir,
 )
-from stacktools.paths import crds_dir
+from stacktools.crds import crds_root
 
 if TYPE_CHECKING:
     from conftest import InstallCrds, WaitFor
@@ -222,7 +222,7 @@ CEL_CASES = {
 def test_gateway_api_cel_rules_are_enforced(
     api: client.ApiClient, namespace: str, case: str, install_crds: InstallCrds
 ) -> None:
-    experimental = crds_dir() / "gateway-api-v1.5.1" / "experimental"
+    experimental = crds_root() / "gateway-api-v1.5.1" / "experimental"
     docs = install_crds(api, sorted(experimental.glob("*.yaml")))
     httproute_crd = next(d for d in docs if d["metadata"]["name"] == f"httproutes.{GATEWAY_API}")
     invalid, valid, message = CEL_CASES[case]
@@ -246,7 +246,7 @@ def test_gateway_api_cel_rules_are_enforced(
 def test_custom_resource_before_its_crd_fails_clearly(
     api: client.ApiClient, namespace: str, install_crds: InstallCrds
 ) -> None:
-    crd_file = crds_dir() / "mongodb" / "mongodbcommunity.mongodb.com_mongodbcommunity.yaml"
+    crd_file = crds_root() / "mongodb" / "mongodbcommunity.mongodb.com_mongodbcommunity.yaml"
     manifest = {
         "apiVersion": "mongodbcommunity.mongodb.com/v1",
         "kind": "MongoDBCommunity",

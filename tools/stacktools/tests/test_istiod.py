@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client, config
 
 from stacktools.controlplane import ControlPlane
+from stacktools.crds import crds_root
 from stacktools.istiod import GATEWAY_API_BUNDLE, ISTIO_MODULE_VERSION, NAMESPACE, Istiod
-from stacktools.paths import crds_dir
 
 if TYPE_CHECKING:
     from conftest import InstallCrds, WaitFor
@@ -29,13 +29,17 @@ def mesh(
     """A private cluster with istiod: its Gateway API CRDs are the bundle this istiod needs
     (shared/crds/gateway-api/ holds v1.6.1), not the session cluster's v1.5.1."""
     directory = tmp_path_factory.mktemp("istio")
-    gateway_api = sorted((crds_dir() / "gateway-api" / "experimental").glob("*.yaml"))
+    gateway_api = sorted((crds_root() / "gateway-api" / "experimental").glob("*.yaml"))
+    assert gateway_api, (
+        f"Gateway API {GATEWAY_API_BUNDLE} experimental CRDs missing under {crds_root()}"
+        "/gateway-api/experimental (shared/crds has them; the pinned download does not)"
+    )
     with ControlPlane(directory / "cluster") as plane:
         api = config.new_client_from_config(str(plane.kubeconfig))
         docs = install_crds(api, gateway_api)
         bundles = {d["metadata"]["annotations"][f"{GROUP}/bundle-version"] for d in docs}
         assert bundles == {GATEWAY_API_BUNDLE}
-        install_crds(api, [crds_dir() / "istio" / "crd-all.gen.yaml"])
+        install_crds(api, [crds_root() / "istio" / "crd-all.gen.yaml"])
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         with Istiod(directory / "istiod", plane.kubeconfig):
             yield api
