@@ -49,7 +49,10 @@ async def outage(service: Service, server: FerretDB) -> None:
     wait_until_stopped(server.port)
     ready = await client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json() == {"status": "unavailable"}
+    assert ready.json() == {
+        "error": "database_unavailable",
+        "message": "MongoDB did not answer a ping within 333 ms",
+    }
     assert (await client.get("/healthz")).status_code == 200  # the process itself is fine
 
     calls = [

@@ -40,6 +40,8 @@ async def test_openapi_documents_the_contract(service: Service) -> None:
     assert ok == {"$ref": "#/components/schemas/Page"}
     page = spec["components"]["schemas"]["Page"]
     assert set(page["properties"]) == {"items", "next_cursor"}
+    ready = paths["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]
+    assert ready == {"$ref": "#/components/schemas/ErrorBody"}
     for status in ("400", "401", "413", "415", "422", "503"):
         error = read["responses"][status]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/ErrorBody"}

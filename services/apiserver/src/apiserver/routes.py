@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from fastapi.security import APIKeyHeader
 from pymongo.errors import PyMongoError
 
 from apiserver.cursor import InvalidCursorError, decode_cursor, encode_cursor
-from apiserver.errors import ApiError
+from apiserver.errors import ApiError, error_response
 from apiserver.guards import key_matches
 from apiserver.metrics import CONTENT_TYPE_LATEST
 from apiserver.models import (
@@ -29,6 +30,8 @@ from apiserver.models import (
 )
 from apiserver.repository import RecordRepository
 from apiserver.state import state_of
+
+log = logging.getLogger("apiserver.routes")
 
 _api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
 
@@ -110,11 +113,18 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-async def readyz(repo: Repo) -> Health | JSONResponse:
+async def readyz(request: Request, repo: Repo) -> Health | JSONResponse:
+    """200 when MongoDB answers a ping within a third of APISERVER_MONGODB_TIMEOUT_MS."""
     try:
         await repo.ping()
-    except PyMongoError:
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+    except PyMongoError as exc:
+        seconds = state_of(request).settings.ping_timeout_s
+        log.warning("not ready", extra={"error_type": type(exc).__name__, "error": str(exc)})
+        return error_response(
+            503,
+            "database_unavailable",
+            f"MongoDB did not answer a ping within {seconds * 1000:.0f} ms",
+        )
     return Health(status="ok")
 
 
@@ -161,7 +171,7 @@ def add_routes(app: FastAPI) -> None:
         methods=["GET"],
         response_model=Health,
         summary="MongoDB answers a ping",
-        responses={503: {"model": Health, "description": "MongoDB unreachable"}},
+        responses={503: {"model": ErrorBody, "description": "MongoDB unreachable"}},
     )
     add(
         "/metrics",
