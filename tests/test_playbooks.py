@@ -1,0 +1,191 @@
+"""The playbooks and Molecule scenarios parse, tags select exactly one role, bad variables are
+refused naming the variable, and runs without a cluster or without Docker/kind stop early with
+a message saying what is missing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORIES = ("local", "staging", "production")
+ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
+PLAYBOOKS = ("playbooks/site.yml", "playbooks/teardown.yml", "playbooks/kind.yml")
+SCENARIOS = sorted(path.parent.name for path in (REPO / "molecule").glob("*/molecule.yml"))
+ERROR = re.compile(r"^\[ERROR\]: (.*?)(?=^Origin:|^\S+: \[|\Z)", re.MULTILINE | re.DOTALL)
+DEPLOY_TOOLS = {"docker", "kind", "kubectl", "helm"}
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_playbooks_pass_syntax_check(ansible: Any, inventory: str) -> None:
+    molecule_playbooks = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "molecule").glob("*/*.yml")
+        if path.name not in {"molecule.yml", "vars.yml"}
+    )
+    assert len(molecule_playbooks) >= 4
+    result = ansible.run(
+        "ansible-playbook",
+        "--syntax-check",
+        "-i",
+        f"inventories/{inventory}",
+        *PLAYBOOKS,
+        *molecule_playbooks,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_site_and_teardown_tags_select_exactly_one_role(ansible: Any) -> None:
+    runs = {
+        (playbook, role): ansible.start(
+            "ansible-playbook",
+            ["-i", "inventories/local", playbook, "--list-tasks", "--tags", role],
+        )
+        for playbook in ("playbooks/site.yml", "playbooks/teardown.yml")
+        for role in ROLES
+    }
+    for (playbook, role), process in runs.items():
+        returncode, output = finish(process)
+        assert returncode == 0, output
+        tasks = [line.strip() for line in output.splitlines() if "TAGS:" in line and " : " in line]
+        if playbook.endswith("site.yml"):
+            # Role tasks are listed as "<role> : <task name>". Ansible tags every role's
+            # argument-spec validation `always`; it reads no cluster and changes nothing.
+            work = [line for line in tasks if "Validating arguments against arg spec" not in line]
+            roles_listed = {line.split(" : ", 1)[0] for line in work}
+            assert roles_listed == {role}, f"--tags {role} selected {roles_listed}"
+            assert len(work) > 5
+        else:
+            # teardown.yml includes each role's teardown.yml by a task tagged with the role.
+            listed = [line for line in output.splitlines() if line.strip().startswith("Remove ")]
+            assert len(listed) == 1, f"--tags {role} listed {listed}"
+
+
+def test_teardown_runs_the_roles_in_the_reverse_order_of_site() -> None:
+    site = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
+    teardown = yaml.safe_load((REPO / "playbooks/teardown.yml").read_text())
+    order = [entry["role"] for entry in site[0]["roles"]]
+    assert sorted(order) == sorted(ROLES)
+    assert order.index("gateway") == len(order) - 1  # ReferenceGrants need backend namespaces
+    assert order.index("mongodb") < order.index("apiserver")  # password Secrets first
+    assert order.index("mongodb") < order.index("dagster")
+    removed = [task["ansible.builtin.include_role"]["name"] for task in teardown[0]["tasks"]]
+    assert removed == list(reversed(order))
+    for task in teardown[0]["tasks"]:
+        include = task["ansible.builtin.include_role"]
+        assert include["tasks_from"] == "teardown.yml"
+        assert include["apply"]["tags"] == task["tags"] == [include["name"]]
+
+
+def test_every_molecule_scenario_passes_syntax(ansible: Any) -> None:
+    assert {"default", "istio", "mongodb", "monitoring", "apiserver"} <= set(SCENARIOS)
+    result = ansible.run("molecule", "syntax", "--all")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for scenario in SCENARIOS:
+        recap = rf"^{scenario}\s+: actions=1\s+successful=1 .* failed=0$"
+        assert re.search(recap, output, re.MULTILINE), f"{scenario}:\n{output[-3000:]}"
+
+
+BAD_VARIABLES = {
+    # argument_specs: type, choices, nested option choices
+    "gateway_apiserver_canary_weight": {"gateway_apiserver_canary_weight": "abc"},
+    "istio_gateway_api_channel": {"istio_gateway_api_channel": "beta"},
+    "protocol": {"gateway_listeners": [{"name": "web", "protocol": "UDP", "port": 80}]},
+    # the roles' own checks (what a spec cannot express)
+    "apiserver_hpa_min_replicas": {"apiserver_hpa_min_replicas": -1},
+    "mongodb_members": {"mongodb_members": 0},
+    "dagster_schedule_cron": {"dagster_schedule_cron": "hourly"},
+    "HTTPRoute 'grafana'": {
+        "gateway_listeners": [{"name": "apiserver", "protocol": "HTTP", "port": 8010}],
+        "gateway_tcp_routes": [],
+    },
+}
+
+
+def test_bad_variables_are_refused_naming_the_variable(ansible: Any) -> None:
+    runs = {
+        name: ansible.start(
+            "ansible-playbook",
+            ["-i", "inventories/local", "tests/render/check_vars.yml", "-e", json.dumps(extra)],
+        )
+        for name, extra in BAD_VARIABLES.items()
+    }
+    for name, process in runs.items():
+        returncode, output = finish(process)
+        errors = ERROR.findall(output)
+        assert returncode != 0, f"{name}: accepted\n{output[-2000:]}"
+        assert any(name in error for error in errors), f"{name} not named in {errors}"
+    good = ansible.run("ansible-playbook", "-i", "inventories/local", "tests/render/check_vars.yml")
+    assert good.returncode == 0, good.stdout[-3000:]
+
+
+def test_site_stops_early_naming_a_missing_kubeconfig(ansible: Any, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    result = ansible.run(
+        "ansible-playbook", "-i", "inventories/local", "playbooks/site.yml",
+        "-e", f"stack_kubeconfig={missing}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"stack_kubeconfig points to {missing}, which does not exist" in result.stdout
+
+
+def test_site_stops_early_when_the_api_is_unreachable(ansible: Any, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "unused"}}],
+                "contexts": [{"name": "nowhere", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "nowhere",
+            }
+        )
+    )
+    result = ansible.run(
+        "ansible-playbook", "-i", "inventories/local", "playbooks/site.yml",
+        "-e", f"stack_kubeconfig={kubeconfig}", "-e", "stack_kube_context=nowhere",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"Cannot reach the Kubernetes API with kubeconfig {kubeconfig}" in result.stdout
+    assert "and context nowhere" in result.stdout
+    assert "changed=0" in result.stdout
+
+
+def path_without_deploy_tools(folder: Path) -> str:
+    """A PATH with every program of this machine except docker, kind, kubectl and helm."""
+    folder.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        if Path(directory).is_dir():
+            for program in Path(directory).iterdir():
+                link = folder / program.name
+                if program.name not in DEPLOY_TOOLS and not link.exists() and not link.is_symlink():
+                    link.symlink_to(program)
+    return str(folder)
+
+
+def test_kind_playbook_names_every_missing_tool(ansible: Any, tmp_path: Path) -> None:
+    # docker, kind, kubectl and helm are all missing here, on any machine.
+    result = ansible.run(
+        "ansible-playbook", "-i", "inventories/local", "playbooks/kind.yml",
+        PATH=f"{ansible.bin_dir}:{path_without_deploy_tools(tmp_path / 'bin')}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    (error,) = ERROR.findall(result.stdout)
+    assert "Cannot deploy to kind on this machine; missing:" in error
+    for tool in ("a running Docker engine", "kind (https://kind.sigs.k8s.io", "kubectl", "helm 3"):
+        assert tool in error
+    assert "changed=0" in result.stdout
