@@ -129,7 +129,10 @@ def uvicorn_process(
             [sys.executable, "-m", "apiserver"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        wait_for_port(port, timeout=30)
+        try:
+            wait_for_port(port, timeout=30)
+        except TimeoutError:
+            pytest.fail(f"apiserver did not listen on {port}:\n{log_path.read_text()[-2000:]}")
         yield Process(f"http://127.0.0.1:{port}", log_path, collection)
     finally:
         process.terminate()
