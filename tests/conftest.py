@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
@@ -94,3 +96,50 @@ def rendered(ansible: Ansible, tmp_path_factory: pytest.TempPathFactory) -> dict
             failures.append(f"{header}\n{output_tail(output)}")
     assert not failures, "rendering failed:\n" + "\n".join(failures)
     return {name: root / name for name in INVENTORIES}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    template: str  # roles/<role>/templates/<name>.yaml.j2
+    index: int
+    doc: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind"))
+
+    @property
+    def name(self) -> str:
+        return str(self.doc["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str | None:
+        namespace = self.doc["metadata"].get("namespace")
+        return None if namespace is None else str(namespace)
+
+
+@pytest.fixture(scope="session")
+def rendered_manifests(rendered: dict[str, Path]) -> dict[str, list[Manifest]]:
+    """inventory name -> every rendered manifest document."""
+    found: dict[str, list[Manifest]] = {}
+    for inventory, folder in rendered.items():
+        found[inventory] = [
+            Manifest(f"roles/{path.parent.name}/templates/{path.name}.j2", index, doc)
+            for path in sorted(folder.glob("*/*.yaml"))
+            for index, doc in enumerate(
+                (doc for doc in yaml.safe_load_all(path.read_text()) if doc), start=1
+            )
+        ]
+    return found
+
+
+@pytest.fixture(scope="session")
+def rendered_values(rendered: dict[str, Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    """inventory name -> '<role>/<values file>' -> Helm values."""
+    return {
+        inventory: {
+            f"{path.parent.parent.name}/{path.name}": yaml.safe_load(path.read_text())
+            for path in sorted(folder.glob("*/helm/*.yaml"))
+        }
+        for inventory, folder in rendered.items()
+    }
