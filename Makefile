@@ -60,6 +60,7 @@ test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs API
 
 bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
+	python bench/pipeline.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed
