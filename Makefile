@@ -45,6 +45,7 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py
 	yamllint --strict .
 	ansible-lint
 
