@@ -150,6 +150,7 @@ def test_compaction_and_vacuum_when_asked(harness: Harness) -> None:
     assert meta["compact_files_added"] == 1
     assert meta["vacuum_files_removed"] > 0
     table = DeltaTable(harness.table)
+    assert meta["table_version"] == table.version() > meta["previous_version"]
     assert len(table.file_uris()) == 1
     on_disk = list(Path(harness.table).glob("*.parquet"))
     assert len(on_disk) == 1
