@@ -4,6 +4,7 @@ template with server-side apply; every task that touches a secret value hides it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,26 @@ def test_variables_are_prefixed_specified_and_documented(role: str) -> None:
             assert fact.startswith(f"{role}_"), f"set_fact {fact} lacks the role prefix"
         if "register" in task:
             assert task["register"].startswith(f"{role}_"), task["register"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_boolean_switches_are_read_with_the_bool_filter(role: str) -> None:
+    """`-e {role}_wait=false` arrives as a string; only `| bool` reads it as false."""
+    specs = yaml.safe_load((ROLES_DIR / role / "meta" / "argument_specs.yml").read_text())
+    switches = [
+        name
+        for name, option in specs["argument_specs"]["main"]["options"].items()
+        if option["type"] == "bool"
+    ]
+    assert switches
+    pattern = re.compile(r"\b(" + "|".join(switches) + r")\b(?!\s*\|\s*bool)")
+    sources = [*(ROLES_DIR / role / "tasks").glob("*.yml")]
+    sources += [*(ROLES_DIR / role / "templates").rglob("*.j2")]
+    for path in sources:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            condition = "when:" in line or "{% if" in line or "{% elif" in line or " if " in line
+            if condition and not line.lstrip().startswith(("#", "{#")):
+                assert not pattern.search(line), f"{path.name}:{number}: {line.strip()}"
 
 
 @pytest.mark.parametrize("role", ROLES)
