@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up for `make test` and `make demo` on a fresh machine; cheap when already done.
-#  1. checks the prerequisites (Python >= 3.11, Go >= 1.24) and names what is missing;
+#  1. checks the prerequisites (Python >= 3.11, Go >= 1.26) and names what is missing;
 #  2. installs uv (pinned) into the cache and syncs .venv from uv.lock;
 #  3. makes the Ansible collections of collections/requirements.yml available: from Galaxy
 #     when reachable, otherwise from the copies inside the pinned `ansible` package.
@@ -17,8 +17,11 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 elif ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   missing+=("Python >= 3.11 ($PYTHON is $("$PYTHON" -V 2>&1))")
 fi
-if ! command -v go >/dev/null 2>&1; then
-  missing+=("Go >= 1.24 (builds FerretDB and the Kubernetes control plane the tests run)")
+go_minor=$(go env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p')
+if [[ -z "$go_minor" ]]; then
+  missing+=("Go >= 1.26 (builds FerretDB and the Kubernetes v1.36 control plane the tests run)")
+elif ((go_minor < 26)); then
+  missing+=("Go >= 1.26 (found $(go env GOVERSION); Kubernetes v1.36.3 needs go 1.26)")
 fi
 for tool in git make; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -36,7 +39,7 @@ if [[ ! -x "$uv" ]] || [[ "$("$uv" --version | cut -d' ' -f2)" != "$UV_VERSION" 
   "$CACHE/bootstrap/bin/pip" install --quiet "uv==$UV_VERSION"
 fi
 "$uv" sync --locked --python "$PYTHON" --quiet
-echo "setup: .venv in sync with uv.lock ($(.venv/bin/ansible --version | head -1))"
+echo "setup: .venv in sync with uv.lock ($(.venv/bin/ansible --version 2>/dev/null | sed -n 1p))"
 
 # Ansible collections. ansible.cfg puts Galaxy installs in collections/installed and also scans
 # the venv's site-packages, where the `ansible` package keeps its bundled collections.

@@ -25,7 +25,7 @@ def require_go() -> str:
     if go is None:
         msg = (
             "Go is required to build the test servers (FerretDB, the Kubernetes control plane) "
-            "but `go` is not on PATH. Install Go >= 1.24 (https://go.dev/doc/install), "
+            "but `go` is not on PATH. Install Go >= 1.26 (https://go.dev/doc/install), "
             "or point the tests at your own MongoDB with MONGODB_URI."
         )
         raise BuildError(msg)
