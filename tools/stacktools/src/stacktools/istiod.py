@@ -10,17 +10,33 @@ CRDs, and these settings. The gateway *deployment* controller is off: it renders
 ``kube-gateway`` template from the Helm chart's ``istio-sidecar-injector`` ConfigMap, which
 does not exist here, and its Pods could not run on a node-less cluster anyway. So a Gateway's
 ``Programmed`` condition stays False (no gateway instances); everything else is real.
+
+Command line (used by the Molecule ``controlplane`` scenario)::
+
+    python -m stacktools.istiod start  --dir DIR --kubeconfig KUBECONFIG  # idempotent
+    python -m stacktools.istiod status --dir DIR   # JSON; exit 0 only when ready
+    python -m stacktools.istiod stop   --dir DIR   # fine when nothing runs
+    python -m stacktools.istiod build              # build or reuse the binary; print its path
+
+``start`` leaves istiod running in its own session (state in ``DIR/state.json``), so it
+outlives the command; ``stop`` finds it again from there.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from stacktools.build import (
+    BuildError,
     file_lock,
     go_build,
     repo_go_module,
@@ -46,6 +62,11 @@ BUILD_FLAGS = (
     " -X istio.io/istio/pkg/version.buildStatus=Clean",
 )
 BUILD_ENV = {"CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
+STATE_FILE = "state.json"
+
+
+class IstiodError(RuntimeError):
+    """istiod did not start; the message says why and where its log is."""
 
 
 def binary_path() -> Path:
@@ -79,6 +100,53 @@ class Istiod:
     @property
     def log(self) -> Path:
         return self.directory / "istiod.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @classmethod
+    def attach(cls, directory: Path) -> Istiod:
+        """The istiod a previous ``start`` (in any process) left running for ``directory``."""
+        directory = directory.resolve()
+        try:
+            state = json.loads((directory / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return cls(directory, Path(), detach=True)
+        istiod = cls(directory, Path(state["kubeconfig"]), detach=True)
+        istiod.http_port = int(state["http_port"])
+        istiod.process = ServerProcess(
+            "istiod", Path(state["executable"]), int(state["pid"]), Path(state["log"])
+        )
+        return istiod
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def status(self) -> dict[str, Any]:
+        running = self.running()
+        return {
+            "directory": str(self.directory),
+            "istio_module_version": ISTIO_MODULE_VERSION,
+            "running": running,
+            "ready": running and self.ready(),
+            "kubeconfig": str(self.kubeconfig) if self.process else None,
+            "pid": self.process.pid if self.process else None,
+            "log": str(self.log),
+        }
+
+    def _write_state(self) -> None:
+        assert self.process is not None
+        state = {
+            "kubeconfig": str(self.kubeconfig),
+            "http_port": self.http_port,
+            "pid": self.process.pid,
+            "executable": str(self.process.executable),
+            "log": str(self.log),
+        }
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=2) + "\n")
+        partial.replace(self.state_file)
 
     def start(self, timeout: float = 120.0) -> None:
         """Start istiod and wait for its /ready endpoint. ``istio-system`` must exist."""
@@ -115,15 +183,19 @@ class Istiod:
             "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
         }
         self.process = start_process("istiod", argv, self.log, detach=self.detach, env=env)
+        if self.detach:
+            self._write_state()
         deadline = time.monotonic() + timeout
         while not self.ready():
             if not self.process.alive():
-                msg = f"istiod exited; end of {self.log}:\n{self.process.log_tail()}"
-                raise RuntimeError(msg)
+                tail = self.process.log_tail()
+                self.stop()
+                msg = f"istiod exited; end of {self.log}:\n{tail}"
+                raise IstiodError(msg)
             if time.monotonic() > deadline:
                 self.stop()
                 msg = f"istiod not ready after {timeout:.0f}s; see {self.log}"
-                raise RuntimeError(msg)
+                raise IstiodError(msg)
             time.sleep(0.5)
 
     def ready(self) -> bool:
@@ -138,6 +210,7 @@ class Istiod:
         process, self.process = self.process, None
         if process is not None:
             process.stop(timeout)
+        self.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Istiod:
         self.start()
@@ -150,3 +223,71 @@ class Istiod:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# command line ----------------------------------------------------------------------------
+def _cmd_start(args: argparse.Namespace) -> int:
+    istiod = Istiod.attach(args.dir)
+    kubeconfig = args.kubeconfig.resolve()
+    if istiod.running() and istiod.kubeconfig == kubeconfig:
+        print(f"already running (see {istiod.state_file})", file=sys.stderr)
+        return 0
+    istiod.stop()  # a stale state file, or istiod of another cluster
+    if not kubeconfig.is_file():
+        raise IstiodError(f"kubeconfig {kubeconfig} does not exist; start the cluster first")
+    istiod = Istiod(args.dir, kubeconfig, detach=True)
+    began = time.monotonic()
+    istiod.start(timeout=args.timeout)
+    print(f"istiod ready in {time.monotonic() - began:.1f}s; log {istiod.log}", file=sys.stderr)
+    print(istiod.state_file)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    Istiod.attach(args.dir).stop(timeout=args.timeout)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = Istiod.attach(args.dir).status()
+    print(json.dumps(status, indent=2))
+    return 0 if status["ready"] else 1
+
+
+def _cmd_build(_: argparse.Namespace) -> int:
+    print(ensure_binary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stacktools.istiod",
+        description=f"istiod ({ISTIO_VERSION_LABEL}, istio.io/istio {ISTIO_MODULE_VERSION}) "
+        "against a kubeconfig, outside the cluster.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start (or find running) istiod; wait for /ready")
+    start.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
+    start.add_argument("--timeout", type=float, default=120.0, help="seconds to become ready")
+    stop = commands.add_parser("stop", help="stop istiod (SIGTERM, then SIGKILL)")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
+    status = commands.add_parser("status", help="print JSON status; exit 0 only when ready")
+    for sub in (start, stop, status):
+        sub.add_argument("--dir", type=Path, required=True, help="istiod's state and log folder")
+    commands.add_parser("build", help="build (or reuse) pilot-discovery; print its path")
+    args = parser.parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "start": _cmd_start,
+        "stop": _cmd_stop,
+        "status": _cmd_status,
+        "build": _cmd_build,
+    }
+    try:
+        return handlers[args.command](args)
+    except (IstiodError, BuildError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

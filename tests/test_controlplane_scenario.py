@@ -1,0 +1,189 @@
+"""L3 + L4 of the proof ladder: `molecule test -s controlplane` on the local Kubernetes v1.36.3
+control plane with istiod (see molecule/controlplane/molecule.yml for the sequence).
+
+One Molecule run, one control plane for all steps. The test asserts on Molecule's own verdict
+(every step of the sequence executed and successful, none missing), the step order, and that no
+server of the scenario outlives it; the steps assert on the PLAY RECAPs themselves. It prints
+how long each step took, and whether the binaries were built (cold) or reused (warm).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacktools.controlplane_build import binaries_dir
+from stacktools.istiod import binary_path
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO = "controlplane"
+# molecule/controlplane/molecule.yml's test_sequence, side effects named by their playbook.
+SEQUENCE = [
+    "destroy",
+    "syntax",
+    "create",
+    "side_effect check_empty.yml",
+    "prepare",
+    "converge",
+    "idempotence",
+    "verify",
+    "side_effect check_converged.yml",
+    "side_effect invalid_route.yml",
+    "side_effect teardown.yml",
+    "destroy",
+]
+ANSI = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b]*\x1b\\")
+# Molecule's step lines: "INFO     controlplane ➜ converge: Executing" (colour) or
+# "INFO     [controlplane > converge] Executing" (NO_COLOR).
+STEP = re.compile(
+    rf"^\w+\s+(?:{SCENARIO} ➜ (\w+):|\[{SCENARIO} > (\w+)\]) (Executing|Executed: .+)$"
+)
+MATRIX = re.compile(
+    rf"(?:{SCENARIO} ➜ discovery:|\[{SCENARIO} > discovery\]) scenario test matrix: (.+)$",
+    re.MULTILINE,
+)
+RECAP = re.compile(
+    rf"^{SCENARIO}\s+: actions=(\d+)\s+successful=(\d+)\s+disabled=(\d+)\s+skipped=(\d+)"
+    r"\s+missing=(\d+)\s+failed=(\d+)",
+    re.MULTILINE,
+)
+# What the side-effect playbooks print about each playbook they run (steps/run_playbook.yml).
+NESTED = re.compile(r"msg: '(.+?): rc=(\d+)\s+in\s+(\d+):(\d\d):(\d\d\.\d+)")
+
+
+@dataclass
+class Step:
+    action: str
+    started: float
+    lines: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    verdict: str = ""
+
+    def nested(self) -> list[tuple[str, float]]:
+        """(title, seconds) of each playbook a side-effect step ran."""
+        return [
+            (title, int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+            for title, _, hours, minutes, seconds in NESTED.findall("\n".join(self.lines))
+        ]
+
+
+def run_molecule(command: list[str], env: dict[str, str], log: Path) -> tuple[int, list[Step]]:
+    """Run Molecule, timing each step from its "Executing" to its "Executed" line."""
+    steps: list[Step] = []
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its whole process group is killed if this test is stopped
+        )
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                out.write(raw)
+                line = ANSI.sub("", raw).rstrip()
+                now = time.monotonic()
+                step = STEP.match(line)
+                if step and step.group(3) == "Executing":
+                    steps.append(Step(step.group(1) or step.group(2), now))
+                elif step and steps and steps[-1].action == (step.group(1) or step.group(2)):
+                    steps[-1].seconds = now - steps[-1].started
+                    steps[-1].verdict = step.group(3).removeprefix("Executed: ")
+                elif steps:
+                    steps[-1].lines.append(line)
+            process.wait()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return process.returncode, steps
+
+
+def leftover_processes(marker: str) -> list[str]:
+    """Command lines of the processes that still mention ``marker`` (the scenario's folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{proc.name}: {cmdline.strip()}")
+    return found
+
+
+def stop_servers(cluster: Path) -> None:
+    """What the scenario's destroy does, for a run that never got there (idempotent)."""
+    for module, args in (
+        ("stacktools.istiod", ["stop", "--dir", str(cluster / "istiod")]),
+        ("stacktools.controlplane", ["stop", "--dir", str(cluster), "--wipe"]),
+    ):
+        subprocess.run([sys.executable, "-m", module, *args], check=False, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_controlplane_scenario(
+    ansible: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warm = (binaries_dir() / "kube-apiserver").is_file() and binary_path().is_file()
+    ephemeral = tmp_path / "molecule"
+    log = tmp_path / "molecule.log"
+    env = ansible.env(
+        MOLECULE_EPHEMERAL_DIRECTORY=str(ephemeral),
+        NO_COLOR="1",
+        PY_COLORS="0",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    began = time.monotonic()
+    try:
+        returncode, steps = run_molecule(
+            ansible.command("molecule", "test", "--scenario-name", SCENARIO), env, log
+        )
+    finally:
+        stop_servers(ephemeral / "cluster")
+    total = time.monotonic() - began
+
+    output = ANSI.sub("", log.read_text())
+    matrix = MATRIX.search(output)
+    names = matrix.group(1).split(", ") if matrix else [step.action for step in steps]
+    with capsys.disabled():
+        print(f"\nmolecule test -s {SCENARIO} ({'warm' if warm else 'cold'}): {total:.0f}s")
+        for name, step in zip(names, steps, strict=False):
+            print(f"  {name:<34} {step.seconds:6.1f}s  {step.verdict}")
+            for title, seconds in step.nested():
+                print(f"      {title:<66} {seconds:6.1f}s")
+    tail = "\n".join(output.splitlines()[-80:])
+    assert returncode == 0, f"molecule failed (full log: {log}):\n{tail}"
+    assert names == SEQUENCE, tail
+    assert [step.action for step in steps] == [name.split()[0] for name in SEQUENCE], tail
+    assert [step.verdict for step in steps] == ["Successful"] * len(SEQUENCE), tail
+    recap = RECAP.search(output)
+    assert recap, tail
+    assert recap.groups() == (str(len(SEQUENCE)), str(len(SEQUENCE)), "0", "0", "0", "0"), tail
+    # Molecule fails the step on any changed=N>0; read the second converge's recap here too.
+    idempotence = next(step for step in steps if step.action == "idempotence")
+    changed = re.findall(r"localhost\s+: ok=\d+\s+changed=(\d+)", "\n".join(idempotence.lines))
+    assert changed == ["0"], "\n".join(idempotence.lines[-40:])
+    # Each side effect ran its playbooks (check mode twice, the invalid route, teardown twice).
+    nested = [title for step in steps for title, _ in step.nested()]
+    assert len(nested) == 5, nested
+    # The negative case's evidence as the converge printed it: the API server's CEL message
+    # (YAML output wraps lines and doubles single quotes).
+    printed = re.sub(r"\s+", " ", output).replace("''", "'")
+    assert "must not contain '//' when type one of ['Exact', 'PathPrefix']" in printed
+    assert leftover_processes(str(ephemeral)) == []
