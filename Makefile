@@ -16,7 +16,7 @@ BATCH_SIZE ?= 0
 APISERVER_BASE_URL ?= http://localhost:8010
 KIND_CONTEXT ?= kind-gateway-api-stack
 
-.PHONY: help setup deploy test lint pytest demo test-insert bench clean
+.PHONY: help setup deploy test lint pytest test-controlplane demo test-insert bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
 
 pytest: setup ## the test suites (FerretDB and the control plane are built on first use)
 	pytest
+
+test-controlplane: setup ## only the site on the local control plane + istiod (molecule test -s controlplane)
+	molecule test -s controlplane
 
 demo: setup ## the data path without Kubernetes: FerretDB, apiserver, generator, Delta export
 	python tools/demo.py --count $(COUNT)
