@@ -25,6 +25,8 @@ from pipeline.checks import CHECKS
 from pipeline.resources import DeltaTableResource, MongoResource
 
 Document = dict[str, Any]
+# A server that stops answering fails the test within a minute instead of hanging it.
+SOCKET_TIMEOUT_MS = 60_000
 
 
 def now_ms() -> dt.datetime:
@@ -60,7 +62,12 @@ class Harness:
 
     def resources(self, **delta: Any) -> dict[str, Any]:
         return {
-            "mongodb": MongoResource(uri=self.uri, database=self.database, batch_size=1_000),
+            "mongodb": MongoResource(
+                uri=self.uri,
+                database=self.database,
+                batch_size=1_000,
+                socket_timeout_ms=SOCKET_TIMEOUT_MS,
+            ),
             "delta_table": DeltaTableResource(uri=self.table, **delta),
         }
 
@@ -124,7 +131,9 @@ class Harness:
 @pytest.fixture
 def harness(mongodb_uri: str, tmp_path: Path) -> Iterator[Harness]:
     database = f"pipeline_{uuid.uuid4().hex[:12]}"
-    client: MongoClient[Document] = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5_000)
+    client: MongoClient[Document] = MongoClient(
+        mongodb_uri, serverSelectionTimeoutMS=5_000, socketTimeoutMS=SOCKET_TIMEOUT_MS
+    )
     try:
         yield Harness(mongodb_uri, database, str(tmp_path / "records"), client)
     finally:

@@ -161,6 +161,17 @@ def test_build_steps_install_a_working_code_server(tmp_path: Path) -> None:
         )
         assert health.returncode == 0, health.stdout + health.stderr
         assert not (venv / "lib" / "python3.11" / "site-packages" / "polars").exists()
+        # Run workers started by the chart's K8sRunLauncher use this image and load the
+        # instance (PostgreSQL storage, K8sRunLauncher) before running the job.
+        instance_modules = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import dagster_postgres, dagster_k8s"],
+            env=server_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert instance_modules.returncode == 0, instance_modules.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)
