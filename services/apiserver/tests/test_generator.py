@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -120,9 +121,30 @@ def test_percentile_nearest_rank() -> None:
 
 
 def test_server_logs_are_json_lines(uvicorn_process: Process) -> None:
-    httpx.get(f"{uvicorn_process.base_url}/healthz", timeout=10)
-    lines = [line for line in uvicorn_process.log_path.read_text().splitlines() if line.strip()]
-    entries = [json.loads(line) for line in lines]  # every line parses
+    base = uvicorn_process.base_url
+    httpx.get(f"{base}/healthz", timeout=10)
+    httpx.post(
+        f"{base}/internal-insert",
+        json={"id": "log-probe", "score": 0.25},
+        headers={"x-api-key": API_KEY},
+        timeout=10,
+    ).raise_for_status()
+
+    def access_lines() -> list[dict[str, Any]]:
+        text = uvicorn_process.log_path.read_text()
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [e for e in entries if e["logger"] == "apiserver.access"]
+
+    # The access line is written after the response has gone out: poll briefly for it.
+    deadline = time.monotonic() + 5
+    while not any(e["route"] == "/internal-insert" for e in access_lines()):
+        assert time.monotonic() < deadline, "no access log line for POST /internal-insert"
+        time.sleep(0.05)
+    entries = [
+        json.loads(line)  # every line parses as JSON
+        for line in uvicorn_process.log_path.read_text().splitlines()
+        if line.strip()
+    ]
     access = [e for e in entries if e["logger"] == "apiserver.access"]
     assert any(e["route"] == "/healthz" and e["status"] == 200 for e in access)
     assert any(e["route"] == "/internal-insert" and e["method"] == "POST" for e in access)

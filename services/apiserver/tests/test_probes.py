@@ -19,6 +19,16 @@ async def test_healthz_and_readyz(service: Service) -> None:
     assert ready.json() == {"status": "ok"}
 
 
+async def test_readiness_creates_the_updated_at_index(service: Service) -> None:
+    # The pipeline's incremental export queries by updated_at; readiness makes sure the
+    # index exists before the pod takes traffic.
+    service.collection.insert_one({"_id": "seed", "score": 0.5})
+    assert "updated_at_1" not in service.collection.index_information()
+    assert (await service.client.get("/readyz")).status_code == 200
+    index = service.collection.index_information()["updated_at_1"]
+    assert index["key"] == [("updated_at", 1)]
+
+
 async def test_openapi_documents_the_contract(service: Service) -> None:
     spec = (await service.client.get("/openapi.json")).json()
     paths = spec["paths"]

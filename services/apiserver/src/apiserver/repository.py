@@ -14,6 +14,7 @@ from apiserver.models import BatchItem, Record, RecordIn
 from apiserver.settings import Settings
 
 Document = dict[str, Any]
+UPDATED_AT_INDEX = "updated_at_1"
 Outcome = Literal["inserted", "updated"]
 
 
@@ -58,10 +59,23 @@ class RecordRepository:
         self._records = self._db[collection]
         self._ping_s = ping_s
         self._write_chunk = write_chunk
+        self._indexed = False
 
     async def ping(self) -> None:
+        """Answer only when MongoDB does; the first successful call also ensures the indexes."""
         with pymongo.timeout(self._ping_s):
             await self._db.command("ping")
+        if not self._indexed:
+            await self.ensure_indexes()
+
+    async def ensure_indexes(self) -> None:
+        """The index on ``updated_at`` that the Delta export's incremental query reads by.
+
+        Idempotent (createIndexes on an existing index is a no-op). Run from readiness rather
+        than at start-up, so the process starts while MongoDB is still unreachable.
+        """
+        await self._records.create_index([("updated_at", pymongo.ASCENDING)], name=UPDATED_AT_INDEX)
+        self._indexed = True
 
     async def upsert(self, record: RecordIn, now: datetime) -> Record:
         """Insert or update one record and return what is stored.
