@@ -135,12 +135,28 @@ def stop_servers(cluster: Path) -> None:
         subprocess.run([sys.executable, "-m", module, *args], check=False, timeout=120)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_controlplane_scenario(
-    ansible: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    warm = (binaries_dir() / "kube-apiserver").is_file() and binary_path().is_file()
+@dataclass
+class Run:
+    returncode: int
+    steps: list[Step]
+    output: str
+    log: Path
+    seconds: float
+    leftovers: list[str]  # processes of the scenario still running when Molecule returned
+
+    @property
+    def tail(self) -> str:
+        return f"(full log: {self.log})\n" + "\n".join(self.output.splitlines()[-80:])
+
+    def names(self) -> list[str]:
+        """The steps as the scenario's test matrix names them (side effects with playbook)."""
+        matrix = MATRIX.search(self.output)
+        return matrix.group(1).split(", ") if matrix else [step.action for step in self.steps]
+
+
+def molecule_test(ansible: Any, tmp_path: Path, *ansible_args: str) -> Run:
+    """``molecule test -s controlplane`` with its state under ``tmp_path``; stops whatever it
+    left running afterwards (after recording it)."""
     ephemeral = tmp_path / "molecule"
     log = tmp_path / "molecule.log"
     env = ansible.env(
@@ -149,41 +165,67 @@ def test_controlplane_scenario(
         PY_COLORS="0",
         ANSIBLE_FORCE_COLOR="0",
     )
+    command = ansible.command("molecule", "test", "--scenario-name", SCENARIO)
+    if ansible_args:
+        command += ["--", *ansible_args]  # passed to every ansible-playbook run
     began = time.monotonic()
+    leftovers = [f"molecule did not finish: {command}"]
     try:
-        returncode, steps = run_molecule(
-            ansible.command("molecule", "test", "--scenario-name", SCENARIO), env, log
-        )
+        returncode, steps = run_molecule(command, env, log)
+        leftovers = leftover_processes(str(ephemeral))
     finally:
         stop_servers(ephemeral / "cluster")
-    total = time.monotonic() - began
-
     output = ANSI.sub("", log.read_text())
-    matrix = MATRIX.search(output)
-    names = matrix.group(1).split(", ") if matrix else [step.action for step in steps]
+    return Run(returncode, steps, output, log, time.monotonic() - began, leftovers)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_controlplane_scenario(
+    ansible: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warm = (binaries_dir() / "kube-apiserver").is_file() and binary_path().is_file()
+    run = molecule_test(ansible, tmp_path)
     with capsys.disabled():
-        print(f"\nmolecule test -s {SCENARIO} ({'warm' if warm else 'cold'}): {total:.0f}s")
-        for name, step in zip(names, steps, strict=False):
+        print(f"\nmolecule test -s {SCENARIO} ({'warm' if warm else 'cold'}): {run.seconds:.0f}s")
+        for name, step in zip(run.names(), run.steps, strict=False):
             print(f"  {name:<34} {step.seconds:6.1f}s  {step.verdict}")
             for title, seconds in step.nested():
                 print(f"      {title:<66} {seconds:6.1f}s")
-    tail = "\n".join(output.splitlines()[-80:])
-    assert returncode == 0, f"molecule failed (full log: {log}):\n{tail}"
-    assert names == SEQUENCE, tail
-    assert [step.action for step in steps] == [name.split()[0] for name in SEQUENCE], tail
-    assert [step.verdict for step in steps] == ["Successful"] * len(SEQUENCE), tail
-    recap = RECAP.search(output)
-    assert recap, tail
-    assert recap.groups() == (str(len(SEQUENCE)), str(len(SEQUENCE)), "0", "0", "0", "0"), tail
+    assert run.returncode == 0, run.tail
+    assert run.names() == SEQUENCE, run.tail
+    assert [step.action for step in run.steps] == [name.split()[0] for name in SEQUENCE], run.tail
+    assert [step.verdict for step in run.steps] == ["Successful"] * len(SEQUENCE), run.tail
+    recap = RECAP.search(run.output)
+    assert recap, run.tail
+    assert recap.groups() == (str(len(SEQUENCE)), str(len(SEQUENCE)), "0", "0", "0", "0")
     # Molecule fails the step on any changed=N>0; read the second converge's recap here too.
-    idempotence = next(step for step in steps if step.action == "idempotence")
+    idempotence = next(step for step in run.steps if step.action == "idempotence")
     changed = re.findall(r"localhost\s+: ok=\d+\s+changed=(\d+)", "\n".join(idempotence.lines))
     assert changed == ["0"], "\n".join(idempotence.lines[-40:])
     # Each side effect ran its playbooks (check mode twice, the invalid route, teardown twice).
-    nested = [title for step in steps for title, _ in step.nested()]
+    nested = [title for step in run.steps for title, _ in step.nested()]
     assert len(nested) == 5, nested
     # The negative case's evidence as the converge printed it: the API server's CEL message
     # (YAML output wraps lines and doubles single quotes).
-    printed = re.sub(r"\s+", " ", output).replace("''", "'")
+    printed = re.sub(r"\s+", " ", run.output).replace("''", "'")
     assert "must not contain '//' when type one of ['Exact', 'PathPrefix']" in printed
-    assert leftover_processes(str(ephemeral)) == []
+    assert run.leftovers == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_failed_step_still_destroys_the_cluster(ansible: Any, tmp_path: Path) -> None:
+    # create starts the servers, then fails: the kubeconfig it printed is not the inventory's.
+    wrong = "/nonexistent/kubeconfig"
+    run = molecule_test(ansible, tmp_path, "--extra-vars", f"stack_kubeconfig={wrong}")
+    assert run.returncode != 0, run.tail
+    actions = [step.action for step in run.steps]
+    assert actions[:3] == ["destroy", "syntax", "create"], run.tail
+    assert run.steps[2].verdict != "Successful", run.tail
+    assert f"but inventories/controlplane reads {wrong}" in re.sub(r"\s+", " ", run.output)
+    assert (tmp_path / "molecule" / "cluster" / "logs" / "kube-apiserver.log").is_file()
+    # Molecule's handling of the failure ran destroy, which stopped every server.
+    assert actions[-1] == "destroy", run.tail
+    assert run.steps[-1].verdict == "Successful", run.tail
+    assert run.leftovers == [], run.tail
