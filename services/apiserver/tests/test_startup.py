@@ -9,6 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from apiserver.repository import connect
 from apiserver.settings import Settings, describe_error
 
 
@@ -62,3 +63,14 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.mongodb_timeout_ms == 2500
     assert settings.port == 8000
     assert "k" * 16 not in repr(settings)
+
+
+def test_the_client_is_bounded_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APISERVER_API_KEY", "k" * 16)
+    monkeypatch.setenv("APISERVER_MONGODB_MAX_POOL_SIZE", "7")
+    monkeypatch.setenv("APISERVER_MONGODB_TIMEOUT_MS", "2500")
+    client = connect(Settings())  # type: ignore[call-arg]
+    options = client.options
+    assert options.pool_options.max_pool_size == 7
+    assert options.pool_options.connect_timeout == 2.5
+    assert options.server_selection_timeout == 2.5

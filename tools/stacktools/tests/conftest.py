@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +66,24 @@ def wait_for() -> WaitFor:
 @pytest.fixture(scope="session")
 def install_crds() -> InstallCrds:
     return _install_crds
+
+
+class Cli(Protocol):
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]: ...
+
+
+@pytest.fixture
+def cli(request: pytest.FixtureRequest) -> Cli:
+    """``python -m <the test module's CLI_MODULE> ARGS...`` in a separate process."""
+    module: str = request.module.CLI_MODULE
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run

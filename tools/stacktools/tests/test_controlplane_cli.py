@@ -9,31 +9,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubernetes import client, config
 
 from stacktools.controlplane import ControlPlane
+from stacktools.processes import pid_running
+
+if TYPE_CHECKING:
+    from conftest import Cli
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacktools.controlplane", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+CLI_MODULE = "stacktools.controlplane"  # what the `cli` fixture runs
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def test_start_status_stop_from_separate_processes(tmp_path: Path) -> None:
+def test_start_status_stop_from_separate_processes(tmp_path: Path, cli: Cli) -> None:
     cluster = tmp_path / "cluster"
     started = cli("start", "--dir", str(cluster))
     assert started.returncode == 0, started.stderr
@@ -47,7 +37,7 @@ def test_start_status_stop_from_separate_processes(tmp_path: Path) -> None:
             "kube-apiserver",
             "kube-controller-manager",
         ]
-        assert all(pid_alive(pid) for pid in pids)
+        assert all(pid_running(pid) for pid in pids)
 
         status = cli("status", "--dir", str(cluster))
         assert status.returncode == 0, status.stdout + status.stderr
@@ -72,7 +62,7 @@ def test_start_status_stop_from_separate_processes(tmp_path: Path) -> None:
     finally:
         stopped = cli("stop", "--dir", str(cluster), "--wipe")
     assert stopped.returncode == 0, stopped.stderr
-    assert not any(pid_alive(pid) for pid in pids)
+    assert not any(pid_running(pid) for pid in pids)
     assert not (cluster / "state.json").exists()
     assert not (cluster / "etcd").exists()
     assert (cluster / "logs" / "kube-apiserver.log").stat().st_size > 0
@@ -117,11 +107,11 @@ def test_servers_die_with_the_test_process(tmp_path: Path) -> None:
         assert owner.stdout is not None
         pids = json.loads(owner.stdout.readline())
         assert len(pids) == 3
-        assert all(pid_alive(pid) for pid in pids)
+        assert all(pid_running(pid) for pid in pids)
     finally:
         owner.kill()
         owner.wait()
     deadline = time.monotonic() + 30
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(pid_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(pid_alive(pid) for pid in pids)
+    assert not any(pid_running(pid) for pid in pids)

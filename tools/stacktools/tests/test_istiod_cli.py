@@ -5,8 +5,6 @@ leaves nothing behind and may be repeated, and a wrong kubeconfig is an error me
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,27 +15,13 @@ from kubernetes import client, config
 from stacktools.controlplane import ControlPlane
 from stacktools.crds import crds_root
 from stacktools.istiod import NAMESPACE
+from stacktools.processes import pid_running
 
 if TYPE_CHECKING:
-    from conftest import InstallCrds, WaitFor
+    from conftest import Cli, InstallCrds, WaitFor
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacktools.istiod", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+CLI_MODULE = "stacktools.istiod"  # what the `cli` fixture runs
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +42,7 @@ def cluster(
 
 @pytest.mark.slow
 def test_start_status_stop_from_separate_processes(
-    cluster: ControlPlane, tmp_path: Path, wait_for: WaitFor
+    cluster: ControlPlane, tmp_path: Path, wait_for: WaitFor, cli: Cli
 ) -> None:
     folder = tmp_path / "istiod"
     started = cli("start", "--dir", str(folder), "--kubeconfig", str(cluster.kubeconfig))
@@ -66,7 +50,7 @@ def test_start_status_stop_from_separate_processes(
     assert Path(started.stdout.strip()) == folder / "state.json"
     pid = json.loads((folder / "state.json").read_text())["pid"]
     try:
-        assert pid_alive(pid)
+        assert pid_running(pid)
         status = cli("status", "--dir", str(folder))
         assert status.returncode == 0, status.stdout + status.stderr
         assert json.loads(status.stdout)["ready"] is True
@@ -93,7 +77,7 @@ def test_start_status_stop_from_separate_processes(
     finally:
         stopped = cli("stop", "--dir", str(folder))
     assert stopped.returncode == 0, stopped.stderr
-    assert not pid_alive(pid)
+    assert not pid_running(pid)
     assert not (folder / "state.json").exists()
     assert "discovery" in (folder / "istiod.log").read_text()
 
@@ -103,7 +87,7 @@ def test_start_status_stop_from_separate_processes(
     assert json.loads(after.stdout)["running"] is False
 
 
-def test_start_without_a_kubeconfig_is_an_error_message(tmp_path: Path) -> None:
+def test_start_without_a_kubeconfig_is_an_error_message(tmp_path: Path, cli: Cli) -> None:
     missing = tmp_path / "no-kubeconfig"
     result = cli("start", "--dir", str(tmp_path / "istiod"), "--kubeconfig", str(missing))
     assert result.returncode == 1

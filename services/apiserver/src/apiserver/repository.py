@@ -26,6 +26,7 @@ def connect(settings: Settings) -> AsyncMongoClient[Document]:
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
         socketTimeoutMS=timeout,
+        maxPoolSize=settings.mongodb_max_pool_size,
         tz_aware=True,
         tzinfo=UTC,
         appname="apiserver",

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # Statements per MongoDB update command in a batch. FerretDB 1.24.2 never answers an
     # update in which 100 or more statements modify existing documents; 50 is safe there.
     mongodb_write_chunk: Annotated[int, Field(ge=1, le=1000)] = 50
+    # Connections (so MongoDB commands in flight) per process; the driver's default. FerretDB
+    # 1.24.2 (SQLite) deadlocks for good once 100 connections each hold a matched document
+    # of an update or findAndModify in flight: keep pool size x write chunk under 100 there.
+    mongodb_max_pool_size: Annotated[int, Field(ge=1, le=1000)] = 100
     log_level: LogLevel = "INFO"
     access_log: bool = True
     # Binding every interface is what a container needs; the Service fronts it.

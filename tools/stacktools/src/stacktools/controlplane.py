@@ -26,14 +26,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from stacktools.build import BuildError
+from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.controlplane_build import KUBERNETES_VERSION, Binaries, ensure_binaries
 from stacktools.net import free_port, wait_for_port
 from stacktools.pki import FRONT_PROXY_CLIENT, CertPaths, Pki, ensure_pki
-from stacktools.processes import ServerProcess, start_process
+from stacktools.processes import ManagedServer, ServerProcess, start_process
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
@@ -134,7 +134,7 @@ def controller_manager_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port
     ]
 
 
-class ControlPlane:
+class ControlPlane(ManagedServer):
     """etcd + kube-apiserver + kube-controller-manager with their state in ``directory``.
 
     ``detach=False`` (the pytest fixture): the servers die with this Python process.
@@ -353,18 +353,6 @@ class ControlPlane:
                 raise ControlPlaneError(msg)
             time.sleep(0.25)
 
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _port_open(port: int) -> bool:
     try:
@@ -397,9 +385,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = ControlPlane.attach(args.dir).status()
-    print(json.dumps(status, indent=2))
-    return 0 if status["ready"] else 1
+    return print_status(ControlPlane.attach(args.dir).status())
 
 
 def _cmd_build(_: argparse.Namespace) -> int:
@@ -409,32 +395,16 @@ def _cmd_build(_: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stacktools.controlplane",
-        description=f"Local node-less Kubernetes {KUBERNETES_VERSION} control plane.",
+    commands = lifecycle_parser(
+        "python -m stacktools.controlplane",
+        f"Local node-less Kubernetes {KUBERNETES_VERSION} control plane.",
+        what="the servers",
+        start_timeout=180.0,
+        dir_help="the cluster's directory",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start", help="start (or find running) and print the kubeconfig")
-    start.add_argument("--timeout", type=float, default=180.0, help="seconds to become ready")
-    stop = commands.add_parser("stop", help="stop the servers (SIGTERM, then SIGKILL)")
-    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
-    stop.add_argument("--wipe", action="store_true", help="also delete the etcd data")
-    status = commands.add_parser("status", help="print JSON status; exit 0 only when ready")
-    for sub in (start, stop, status):
-        sub.add_argument("--dir", type=Path, required=True, help="the cluster's directory")
-    commands.add_parser("build", help="build (or reuse) the binaries; print their folder")
-    args = parser.parse_args(argv)
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "start": _cmd_start,
-        "stop": _cmd_stop,
-        "status": _cmd_status,
-        "build": _cmd_build,
-    }
-    try:
-        return handlers[args.command](args)
-    except (ControlPlaneError, BuildError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    commands.stop.add_argument("--wipe", action="store_true", help="also delete the etcd data")
+    handlers = {"start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status, "build": _cmd_build}
+    return run(commands, handlers, (ControlPlaneError, BuildError), argv)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,14 @@ archive lacks, so the build writes that file into a temporary copy of the module
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from stacktools.build import file_lock, go_build, module_source, writable_copy
 from stacktools.net import free_port, wait_for_port
 from stacktools.paths import cache_dir
+from stacktools.processes import ManagedServer, ServerProcess, start_process
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 # Pinned: the newest v1 release on the Go module proxy (2026-11-26) with the SQLite backend.
@@ -48,7 +46,7 @@ def binary_version(binary: Path) -> str:
     return out.stdout.strip()
 
 
-class FerretDB:
+class FerretDB(ManagedServer):
     """One FerretDB process with its own SQLite data directory and loopback port.
 
     ``stop()`` and ``start()`` may be called repeatedly: the port and the data survive, so a
@@ -60,7 +58,7 @@ class FerretDB:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.log_path = data_dir / "ferretdb.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ServerProcess | None = None
 
     @property
     def uri(self) -> str:
@@ -68,68 +66,44 @@ class FerretDB:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.alive()
 
     def start(self, timeout: float = 30.0) -> None:
         if self.running:
             return
         sqlite_dir = self.data_dir / "sqlite"
         sqlite_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [
-                str(self.binary),
-                "--handler=sqlite",
-                f"--sqlite-url=file:{sqlite_dir}/",
-                f"--listen-addr=127.0.0.1:{self.port}",
-                f"--state-dir={self.data_dir}",
-                "--debug-addr=-",
-                "--telemetry=disable",
-                "--log-level=WARN",
-                "--log-format=json",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "DO_NOT_TRACK": "1"},
-        )
-        log.close()
+        argv = [
+            str(self.binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{sqlite_dir}/",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--state-dir={self.data_dir}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=WARN",
+            "--log-format=json",
+        ]
+        env = {"DO_NOT_TRACK": "1"}
+        self._process = start_process("ferretdb", argv, self.log_path, detach=False, env=env)
         try:
             wait_for_port(self.port, timeout)
         except TimeoutError:
+            tail = self._process.log_tail(2000)
             self.stop()
-            tail = self.log_path.read_text(errors="replace")[-2000:]
             msg = f"FerretDB did not listen on port {self.port} within {timeout}s; log:\n{tail}"
             raise RuntimeError(msg) from None
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            process.stop(timeout)
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
+        if process is not None:
             process.kill()
-            process.wait()
-
-    def __enter__(self) -> FerretDB:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def wait_until_stopped(port: int, timeout: float = 10.0) -> None:

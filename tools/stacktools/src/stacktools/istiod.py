@@ -30,9 +30,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from stacktools.build import (
@@ -43,9 +42,10 @@ from stacktools.build import (
     require_go_version,
     source_hash,
 )
+from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.net import free_port
 from stacktools.paths import cache_dir
-from stacktools.processes import ServerProcess, start_process
+from stacktools.processes import ManagedServer, ServerProcess, start_process
 
 # Pinned in tools/istiod/go.mod (where the reason is recorded); a test checks they agree.
 ISTIO_MODULE_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -87,7 +87,7 @@ def ensure_binary() -> Path:
     return target
 
 
-class Istiod:
+class Istiod(ManagedServer):
     """One istiod process for the cluster behind ``kubeconfig``; state in ``directory``."""
 
     def __init__(self, directory: Path, kubeconfig: Path, *, detach: bool = False) -> None:
@@ -212,18 +212,6 @@ class Istiod:
             process.stop(timeout)
         self.state_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> Istiod:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # command line ----------------------------------------------------------------------------
 def _cmd_start(args: argparse.Namespace) -> int:
@@ -249,9 +237,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = Istiod.attach(args.dir).status()
-    print(json.dumps(status, indent=2))
-    return 0 if status["ready"] else 1
+    return print_status(Istiod.attach(args.dir).status())
 
 
 def _cmd_build(_: argparse.Namespace) -> int:
@@ -260,33 +246,19 @@ def _cmd_build(_: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stacktools.istiod",
-        description=f"istiod ({ISTIO_VERSION_LABEL}, istio.io/istio {ISTIO_MODULE_VERSION}) "
+    commands = lifecycle_parser(
+        "python -m stacktools.istiod",
+        f"istiod ({ISTIO_VERSION_LABEL}, istio.io/istio {ISTIO_MODULE_VERSION}) "
         "against a kubeconfig, outside the cluster.",
+        what="istiod",
+        start_timeout=120.0,
+        dir_help="istiod's state and log folder",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start", help="start (or find running) istiod; wait for /ready")
-    start.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
-    start.add_argument("--timeout", type=float, default=120.0, help="seconds to become ready")
-    stop = commands.add_parser("stop", help="stop istiod (SIGTERM, then SIGKILL)")
-    stop.add_argument("--timeout", type=float, default=15.0, help="seconds before SIGKILL")
-    status = commands.add_parser("status", help="print JSON status; exit 0 only when ready")
-    for sub in (start, stop, status):
-        sub.add_argument("--dir", type=Path, required=True, help="istiod's state and log folder")
-    commands.add_parser("build", help="build (or reuse) pilot-discovery; print its path")
-    args = parser.parse_args(argv)
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "start": _cmd_start,
-        "stop": _cmd_stop,
-        "status": _cmd_status,
-        "build": _cmd_build,
-    }
-    try:
-        return handlers[args.command](args)
-    except (IstiodError, BuildError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    commands.start.add_argument(
+        "--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig"
+    )
+    handlers = {"start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status, "build": _cmd_build}
+    return run(commands, handlers, (IstiodError, BuildError), argv)
 
 
 if __name__ == "__main__":

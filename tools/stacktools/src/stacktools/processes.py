@@ -11,9 +11,12 @@ import os
 import signal
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 PR_SET_PDEATHSIG = 1
 
@@ -54,6 +57,13 @@ class ServerProcess:
             self._wait_gone(10.0)
         self._reap()
 
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would; returns once the process is gone."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            self._wait_gone(10.0)
+        self._reap()
+
     def _wait_gone(self, timeout: float) -> bool:
         if self.popen is not None:
             try:
@@ -77,6 +87,15 @@ class ServerProcess:
             return self.log.read_text(errors="replace")[-chars:]
         except FileNotFoundError:
             return "(no log)"
+
+
+def pid_running(pid: int) -> bool:
+    """True when a process ``pid`` exists and is not a zombie."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return state != "Z"
 
 
 def _alive(pid: int, executable: Path) -> bool:
@@ -116,3 +135,27 @@ def start_process(
             preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
+
+
+class ManagedServer(ABC):
+    """Base of the server classes: ``with Server(...) as server`` starts it and always stops it."""
+
+    @abstractmethod
+    def start(self, timeout: float = ...) -> None:
+        """Start and wait until ready; each server has its own default timeout."""
+
+    @abstractmethod
+    def stop(self, timeout: float = ...) -> None:
+        """Stop (SIGTERM, then SIGKILL after ``timeout`` seconds); harmless when stopped."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
