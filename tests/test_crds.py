@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from stacktools.crds import (
+    ISTIOD_BUNDLE,
     PINNED,
     CrdError,
     CrdFile,
@@ -25,7 +26,7 @@ from stacktools.crds import (
 
 def test_the_crds_folder_holds_exactly_the_pinned_files() -> None:
     root = crds_root()
-    for item in PINNED:
+    for item in (*PINNED, *ISTIOD_BUNDLE):
         data = (root / item.path).read_bytes()
         assert git_blob_sha1(data) == item.blob_sha1, item.path
         assert item.url.startswith("https://raw.githubusercontent.com/")
@@ -47,6 +48,20 @@ def test_download_keeps_verified_files_and_refuses_bad_ones(tmp_path: Path) -> N
     insecure = CrdFile(item.path, "http://example.invalid/crd.yaml", item.blob_sha1)
     with pytest.raises(CrdError, match="not https"):
         download(tmp_path / "crds", [insecure])
+
+
+def test_a_verified_mirror_copy_is_used_and_a_tampered_one_is_not(tmp_path: Path) -> None:
+    item = next(p for p in PINNED if p.path.startswith("mongodb/"))
+    mirror = tmp_path / "mirror"
+    (mirror / item.path).parent.mkdir(parents=True)
+    shutil.copy(crds_root() / item.path, mirror / item.path)
+    offline = CrdFile(item.path, "https://example.invalid/crd.yaml", item.blob_sha1)
+    dest = download(tmp_path / "a", [offline], timeout=5, mirrors=[mirror])
+    assert git_blob_sha1((dest / item.path).read_bytes()) == item.blob_sha1
+    (mirror / item.path).write_text("tampered")
+    with pytest.raises(CrdError, match=r"cannot download https://example\.invalid"):
+        download(tmp_path / "b", [offline], timeout=5, mirrors=[mirror])
+    assert not (tmp_path / "b" / item.path).exists()
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:

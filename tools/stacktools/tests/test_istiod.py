@@ -32,7 +32,7 @@ def mesh(
     gateway_api = sorted((crds_root() / "gateway-api" / "experimental").glob("*.yaml"))
     assert gateway_api, (
         f"Gateway API {GATEWAY_API_BUNDLE} experimental CRDs missing under {crds_root()}"
-        "/gateway-api/experimental (shared/crds has them; the pinned download does not)"
+        "/gateway-api/experimental (stacktools.crds.ISTIOD_BUNDLE)"
     )
     with ControlPlane(directory / "cluster") as plane:
         api = config.new_client_from_config(str(plane.kubeconfig))

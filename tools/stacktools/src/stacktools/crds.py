@@ -5,7 +5,8 @@ Where the CRDs come from (:func:`crds_root`):
 1. ``CRDS_DIR`` when set (an error if it is not a folder);
 2. ``<repo>/../shared/crds``, the offline copy next to the repository, when it exists;
 3. otherwise the pinned upstream files, downloaded once into ``<cache>/crds`` with the same
-   layout and checked against their git blob SHA-1s (the table of shared/crds/SOURCES.md).
+   layout and checked against their git blob SHA-1s (the table of shared/crds/SOURCES.md);
+   a clone of a repository on this machine takes them from the ``shared/crds`` beside it.
 
 :func:`custom_resource_schema` turns a CRD version's ``openAPIV3Schema`` (a Kubernetes
 *structural* schema, OpenAPI v3.0 dialect) into a JSON Schema (draft 2020-12) that rejects
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from typing import Any
 import yaml
 
 from stacktools.build import file_lock
-from stacktools.paths import cache_dir, crds_dir
+from stacktools.paths import cache_dir, crds_dir, repo_root
 
 GATEWAY_API_VERSION = "v1.5.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
@@ -127,6 +129,44 @@ PINNED: tuple[CrdFile, ...] = (
 )
 
 
+# The bundle the istiod of the tests needs (it watches TCPRoute v1 only; see stacktools.istiod),
+# in `gateway-api/` as in shared/crds; read by the istiod tests alone.
+ISTIOD_GATEWAY_API_VERSION = "v1.6.1"
+_ISTIOD_GATEWAY = (
+    f"{_RAW}/kubernetes-sigs/gateway-api/{ISTIOD_GATEWAY_API_VERSION}/config/crd/experimental"
+)
+ISTIOD_BUNDLE: tuple[CrdFile, ...] = tuple(
+    CrdFile(f"gateway-api/experimental/{name}", f"{_ISTIOD_GATEWAY}/{name}", sha1)
+    for name, sha1 in (
+        (
+            "gateway.networking.k8s.io_backendtlspolicies.yaml",
+            "7c389651fc53ce25bf49399c9e009b3ec638ee48",
+        ),
+        (
+            "gateway.networking.k8s.io_gatewayclasses.yaml",
+            "05b72c167eccc0132088a2e7558ada0b4a3db679",
+        ),
+        ("gateway.networking.k8s.io_gateways.yaml", "066f6093e8c0df49e23d6c7498776c2edb678273"),
+        ("gateway.networking.k8s.io_grpcroutes.yaml", "8287ecf0c8d318e46f685ba92752a8e955b23262"),
+        ("gateway.networking.k8s.io_httproutes.yaml", "28cc90471fb4fc55299eb533b4b3050069d47ecb"),
+        ("gateway.networking.k8s.io_listenersets.yaml", "021c03601d2b576bc192a13d55e2fb8620fc40f5"),
+        (
+            "gateway.networking.k8s.io_referencegrants.yaml",
+            "5428cca0ca329e782faf23250b9adc1351c5c909",
+        ),
+        ("gateway.networking.k8s.io_tcproutes.yaml", "23515e298f352fc32fee5b5e40ae01a14380a814"),
+        ("gateway.networking.k8s.io_tlsroutes.yaml", "a8169c7d1aad10a91208c43f8b6a38afc57bbc20"),
+        ("gateway.networking.k8s.io_udproutes.yaml", "f6a826d67139b7b8f08ac858d8a9703eb692999d"),
+        ("gateway.networking.x-k8s.io_xbackends.yaml", "5670a8e6fde122ee7770738b5917179880a98f85"),
+        (
+            "gateway.networking.x-k8s.io_xbackendtrafficpolicies.yaml",
+            "6eafcd648a449faa49540544959fefcff8e89943",
+        ),
+        ("gateway.networking.x-k8s.io_xmeshes.yaml", "41f0c766f90690493af8323c0a05e7692d81e294"),
+    )
+)
+
+
 class CrdError(RuntimeError):
     """The CRDs cannot be found, downloaded or used; the message says which and why."""
 
@@ -136,29 +176,72 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def download(dest: Path, files: Iterable[CrdFile] = PINNED, timeout: float = 60.0) -> Path:
-    """Fetch every missing file of ``files`` into ``dest``, verified; returns ``dest``."""
+def local_mirrors() -> list[Path]:
+    """``shared/crds`` beside the repository this clone was made from, when its ``origin`` is
+    a folder on this machine (``git clone /work/main /tmp/ci``): files are still verified."""
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(repo_root()), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError, RuntimeError):
+        return []
+    path = Path(origin)
+    mirror = path.resolve().parent / "shared" / "crds" if path.is_absolute() else None
+    return [mirror] if mirror is not None and mirror.is_dir() else []
+
+
+def download(
+    dest: Path,
+    files: Iterable[CrdFile] = PINNED,
+    timeout: float = 60.0,
+    mirrors: Iterable[Path] = (),
+) -> Path:
+    """Fetch every missing file of ``files`` into ``dest``, verified; returns ``dest``.
+
+    A file is taken from the first of ``mirrors`` holding it with the pinned blob SHA-1, else
+    from its URL."""
+    mirrors = list(mirrors)
     with file_lock(dest.parent / f".{dest.name}.lock"):
         for item in files:
             target = dest / item.path
             if target.is_file() and git_blob_sha1(target.read_bytes()) == item.blob_sha1:
                 continue
-            if not item.url.startswith("https://"):
-                raise CrdError(f"refusing to download {item.url}: not https")
-            try:
-                with urllib.request.urlopen(item.url, timeout=timeout) as response:  # noqa: S310
-                    data = response.read()
-            except OSError as exc:
-                raise CrdError(f"cannot download {item.url}: {exc}") from exc
-            actual = git_blob_sha1(data)
-            if actual != item.blob_sha1:
-                msg = f"{item.url} has git blob {actual}, expected {item.blob_sha1}"
-                raise CrdError(msg)
+            data = _from_mirrors(item, mirrors)
+            if data is None:
+                data = _fetch(item, timeout)
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".partial")
             partial.write_bytes(data)
             partial.replace(target)
     return dest
+
+
+def _from_mirrors(item: CrdFile, mirrors: list[Path]) -> bytes | None:
+    for mirror in mirrors:
+        copy = mirror / item.path
+        if copy.is_file():
+            data = copy.read_bytes()
+            if git_blob_sha1(data) == item.blob_sha1:
+                return data
+    return None
+
+
+def _fetch(item: CrdFile, timeout: float) -> bytes:
+    if not item.url.startswith("https://"):
+        raise CrdError(f"refusing to download {item.url}: not https")
+    try:
+        with urllib.request.urlopen(item.url, timeout=timeout) as response:  # noqa: S310
+            data: bytes = response.read()
+    except OSError as exc:
+        raise CrdError(f"cannot download {item.url}: {exc}") from exc
+    actual = git_blob_sha1(data)
+    if actual != item.blob_sha1:
+        raise CrdError(f"{item.url} has git blob {actual}, expected {item.blob_sha1}")
+    return data
 
 
 def crds_root() -> Path:
@@ -168,7 +251,7 @@ def crds_root() -> Path:
     except FileNotFoundError:
         if os.environ.get("CRDS_DIR"):
             raise
-    return download(cache_dir() / "crds")
+    return download(cache_dir() / "crds", (*PINNED, *ISTIOD_BUNDLE), mirrors=local_mirrors())
 
 
 def load_crds(
