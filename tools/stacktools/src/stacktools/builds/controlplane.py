@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacktools.build import (
+from stacktools.builds.gobuild import (
     file_lock,
     go_build,
     repo_go_module,
+    require_built,
     require_go_version,
     source_hash,
 )
@@ -80,8 +81,15 @@ def _binaries(directory: Path) -> Binaries:
     )
 
 
+def binaries() -> Binaries:
+    """The cached binaries; :class:`BuildMissingError` when the set-up step has not built them."""
+    directory = binaries_dir()
+    require_built([directory / name for name in PACKAGES], f"Kubernetes {KUBERNETES_VERSION}")
+    return _binaries(directory)
+
+
 def ensure_binaries() -> Binaries:
-    """The cached binaries, building the missing ones first (cold: many minutes)."""
+    """The cached binaries, building the missing ones first (set-up step; cold: minutes)."""
     module = module_dir()
     directory = binaries_dir(module)
     wanted = {name: directory / name for name in PACKAGES}
