@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "node": ("stacktools.servers.node", "a node (kubelet, containerd) and its control plane"),
 }
 
 

@@ -13,7 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import (
+    cni,
+    containerd,
+    controlplane,
+    coredns,
+    debian,
+    ferretdb,
+    istiod,
+    metrics_server,
+    node_images,
+    pause,
+    runc,
+)
 from stacktools.builds.gobuild import BuildError
 
 
@@ -30,6 +42,14 @@ STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", debian.ensure_packages),
+    Step("containerd", "L4.5 node", containerd.ensure_binaries),
+    Step("runc", "L4.5 node", runc.ensure_binary),
+    Step("cni-plugins", "L4.5 node", cni.ensure_directory),
+    Step("pause", "L4.5 node", pause.ensure_binary),
+    Step("coredns", "L4.5 node", coredns.ensure_binary),
+    Step("metrics-server", "L4.5 node", metrics_server.ensure_binary),
+    Step("node-images", "L4.5 node", node_images.ensure_images),
 )
 
 

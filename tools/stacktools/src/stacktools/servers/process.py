@@ -116,11 +116,13 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
-    otherwise it is killed when the caller dies (the pytest fixture).
+    otherwise it is killed when the caller dies (the pytest fixture). ``pass_fds`` stay open
+    in the child (a lock it holds for its lifetime).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     preexec: Callable[[], None] | None = None if detach else _die_with_parent
@@ -133,6 +135,7 @@ def start_process(
             env={**os.environ, **(env or {})},
             start_new_session=detach,
             preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+            pass_fds=tuple(pass_fds),
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
 
