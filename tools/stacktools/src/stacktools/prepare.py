@@ -25,6 +25,7 @@ from stacktools.builds import (
     node_images,
     pause,
     runc,
+    service_images,
 )
 from stacktools.builds.gobuild import BuildError
 
@@ -50,6 +51,7 @@ STEPS: tuple[Step, ...] = (
     Step("coredns", "L4.5 node", coredns.ensure_binary),
     Step("metrics-server", "L4.5 node", metrics_server.ensure_binary),
     Step("node-images", "L4.5 node", node_images.ensure_images),
+    Step("node-service-images", "L4.5 node: the services' images", service_images.ensure_archives),
 )
 
 

@@ -7,6 +7,9 @@
 * ``kube_controlplane`` (session): a node-less Kubernetes v1.36 control plane (etcd,
   kube-apiserver, kube-controller-manager) built from tools/controlplane; ``.kubeconfig`` is
   an admin kubeconfig. Never a user's cluster: tests create and delete namespaces freely.
+* ``kube_node`` (session): a real node (containerd, kubelet, kube-proxy, CoreDNS,
+  metrics-server) joined to its own control plane in node mode (stacktools.servers.node);
+  ``.kubeconfig`` is the admin kubeconfig, ``.kubectl(...)`` runs the built kubectl.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from stacktools.builds import ferretdb as ferretdb_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.ferretdb import FerretDB
+from stacktools.servers.node import Node
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -65,6 +69,16 @@ def ferretdb_server(tmp_path: Path) -> Iterator[FerretDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    node = Node(tmp_path_factory.mktemp("node"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Only what a build or the node needs from the system: a C compiler and libseccomp for runc,
 ``nft`` for kube-proxy's nftables mode and the CNI portmap plugin, util-linux's ``unshare`` and
-``nsenter`` and iproute2's ``ip`` for the node's namespaces.
+``nsenter`` and iproute2's ``ip`` for the node's namespaces, ``wrk`` for load.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ NODE_PACKAGES = (
     "nftables",
     "util-linux",
     "iproute2",
+    # the HorizontalPodAutoscaler test's load generator
+    "wrk",
 )
 
 

@@ -126,6 +126,11 @@ disabled_plugins = [
   [plugins.'io.containerd.cri.v1.runtime']
     # Network namespaces under the state directory, not the machine's /var/run/netns.
     netns_mounts_under_state_dir = true
+    # These machines withhold CAP_SYS_RESOURCE even from root, so no process may lower its
+    # oom_score_adj; the kubelet asks for -998 (sandboxes) and -997 (Guaranteed pods), which
+    # runc cannot set. containerd clamps those to its own score instead (the setting meant
+    # for rootless nodes): the OOM killer's preferences between pods are all that changes.
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = "runc"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]

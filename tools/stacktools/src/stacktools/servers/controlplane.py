@@ -162,9 +162,11 @@ def controller_manager_args(
     ]
 
 
-def scheduler_args(binaries: Binaries, kubeconfig: Path, port: int) -> list[str]:
+def scheduler_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
     return [
         str(binaries.kube_scheduler),
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
@@ -388,7 +390,7 @@ class ControlPlane(ManagedServer):
         client = pki_client(self.pki, "kube-scheduler")
         write_kubeconfig(kubeconfig, self.server, self.pki.ca.cert, client, "system:kube-scheduler")
         port = self.ports["kube-scheduler"]
-        self._launch("kube-scheduler", scheduler_args(built, kubeconfig, port))
+        self._launch("kube-scheduler", scheduler_args(built, self.pki, kubeconfig, port))
         self._wait(
             "kube-scheduler",
             lambda: self.get(f"https://127.0.0.1:{port}/healthz") == 200,

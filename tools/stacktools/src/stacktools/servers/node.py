@@ -123,8 +123,8 @@ class Node(ManagedServer):
                 [str(runtime["containerd"]), f"--config={self.layout.containerd_config}"],
             )
             self._wait("containerd", self.layout.containerd_socket.exists, deadline, "listening")
-            self._import_images(runtime["ctr"], [i.archive for i in own_images.values()])
-            self._import_images(runtime["ctr"], self.extra_images)
+            self.import_images([i.archive for i in own_images.values()])
+            self.import_images(self.extra_images)
             self._step("containerd and images", began)
 
             self._launch("kubelet", self._kubelet_args(built.kubelet))
@@ -183,6 +183,18 @@ class Node(ManagedServer):
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def spawn_inside(self, *argv: str) -> subprocess.Popen[str]:
+        """Start a command in the node's namespaces without waiting (e.g. a load generator)."""
+        if self.namespaces is None:
+            msg = "the node is not running"
+            raise NodeError(msg)
+        return subprocess.Popen(
+            [*self.namespaces.enter(), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def logs(self, name: str, chars: int = 4000) -> str:
@@ -312,10 +324,14 @@ class Node(ManagedServer):
         )
         self._write_state()
 
-    def _import_images(self, ctr: Path, archives: Sequence[Path]) -> None:
+    def import_images(self, archives: Sequence[Path]) -> None:
         """Import image archives into containerd's ``k8s.io`` namespace (the CRI's), pinned so
         that the kubelet's image garbage collection never removes them."""
-        base = [str(ctr), f"--address={self.layout.containerd_socket}", "--namespace=k8s.io"]
+        base = [
+            str(containerd.binaries()["ctr"]),
+            f"--address={self.layout.containerd_socket}",
+            "--namespace=k8s.io",
+        ]
         for archive in archives:
             if not archive.is_file():
                 msg = f"image archive {archive} does not exist: run `make prepare`"
