@@ -23,7 +23,7 @@ from stacktools.builds.controlplane import KUBERNETES_VERSION
 from stacktools.servers.node import NODE_NAME, Node
 from stacktools.servers.nodenet import Slot, cgroup_paths
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
 CLI_MODULE = "stacktools.servers.node"
 
@@ -105,7 +105,7 @@ def test_node_is_ready_with_what_was_built(kube_node: Node) -> None:
     info = node["status"]["nodeInfo"]
     assert info["kubeletVersion"] == KUBERNETES_VERSION
     assert info["kubeProxyVersion"] in {"", KUBERNETES_VERSION}
-    assert info["containerRuntimeVersion"] == f"containerd://{containerd.VERSION}"
+    assert info["containerRuntimeVersion"] == f"containerd://{containerd.VERSION.lstrip('v')}"
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
     assert kube_node.slot is not None
     assert addresses["InternalIP"] == kube_node.slot.node_address

@@ -80,6 +80,15 @@ class Slot:
         return cache_dir() / "locks" / f"node-slot-{self.index}.lock"
 
 
+def _tool(name: str) -> str:
+    """The absolute path of a tool (a process is recognised by its executable's path)."""
+    path = shutil.which(name)
+    if path is None:
+        msg = f"the node needs `{name}` (Debian: util-linux, iproute2) on PATH"
+        raise NodeNetworkError(msg)
+    return str(Path(path).resolve())
+
+
 def _require_tools() -> None:
     missing = [tool for tool in ("unshare", "nsenter", "ip") if shutil.which(tool) is None]
     if missing:
@@ -177,7 +186,7 @@ class NodeNamespaces:
             self.anchor = start_process(
                 "namespaces",
                 [
-                    "unshare",
+                    _tool("unshare"),
                     "--pid",
                     "--net",
                     "--mount",
@@ -218,7 +227,7 @@ class NodeNamespaces:
 
     def enter(self) -> list[str]:
         """The command prefix that runs a program inside the node's namespaces."""
-        return ["nsenter", f"--target={self.init_pid}", "--pid", "--net", "--mount", "--"]
+        return [_tool("nsenter"), f"--target={self.init_pid}", "--pid", "--net", "--mount", "--"]
 
     def run_inside(self, argv: list[str], what: str) -> str:
         return _run([*self.enter(), *argv], what)
