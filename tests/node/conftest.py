@@ -28,6 +28,10 @@ from stacktools.servers.node import Node
 TOOLBOX_NAMESPACE = "gateway"
 TOOLBOX = "toolbox"
 INVENTORIES = ("-i", "inventories/controlplane", "-i", "inventories/node")
+# Every role but monitoring (kube-prometheus-stack cannot run here, and nothing on this level
+# reads its objects; L3 converges it): the Gateway API CRDs and GatewayClass, MongoDB's users
+# and Secrets, the apiserver, the pipeline's Secret and volume claim, the Gateway and routes.
+TAGS = "istio,mongodb,apiserver,dagster,gateway"
 STANDIN = (
     f"MongoDB STAND-IN: FerretDB {ferretdb.FERRETDB_VERSION} (SQLite) as StatefulSet mongodb "
     "behind Service mongodb-svc, in place of the operator's mongod pods "
@@ -144,9 +148,14 @@ def _standin_users(stack: Stack) -> None:
 @pytest.fixture(scope="session")
 def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stack:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if reporter is not None:
+        """A line in the test output itself (not captured): what runs in place of what."""
+        if reporter is None or capture is None:
+            print(f"node: {line}")
+            return
+        with capture.global_and_fixture_disabled():
             reporter.write_line(f"node: {line}")
 
     images = service_images.archives()
@@ -158,7 +167,12 @@ def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stac
     # The stand-in first: its pod waits (CreateContainerConfigError, retried by the kubelet)
     # until the mongodb role has generated the password Secret, so the apiserver role's
     # wait for Available pods (probes on /readyz, which needs MongoDB) can pass in one run.
-    kube_node.kubectl("create", "namespace", "mongodb")
+    kube_node.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=kube_node.kubectl("create", "namespace", "mongodb", "--dry-run=client", "-o", "json"),
+    )
     kube_node.kubectl(
         "apply",
         "-f",
@@ -172,7 +186,7 @@ def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stac
         ),
     )
     stack = Stack(kube_node, "", images, ansible)
-    stack.converge()
+    stack.converge("--tags", TAGS)
     secret = stack.get("-n", "apiserver", "secret", "apiserver-api-key")
     stack.api_key = base64.b64decode(secret["data"]["api-key"]).decode()
     _standin_users(stack)

@@ -215,6 +215,16 @@ def test_rolling_update_to_a_new_tag_under_load_fails_no_request(stack: Stack) -
         time.sleep(5)
         began = time.monotonic()
         stack.converge("--tags", "apiserver", "-e", f"apiserver_image_tag={new_tag}")
+        for deployment in ("apiserver", "apiserver-canary"):
+            stack.kubectl(
+                "-n",
+                "apiserver",
+                "rollout",
+                "status",
+                f"deployment/{deployment}",
+                "--timeout=300s",
+                timeout=330,
+            )
         rollout = time.monotonic() - began
         time.sleep(5)
     finally:

@@ -73,6 +73,15 @@ def ferretdb_server(tmp_path: Path) -> Iterator[FerretDB]:
 
 @pytest.fixture(scope="session")
 def kube_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A node for the session, or the running one in ``STACK_NODE_DIR`` (started with
+    ``python -m stacktools node start --dir ...``), which the session then leaves running."""
+    folder = os.environ.get("STACK_NODE_DIR")
+    if folder:
+        node = Node.attach(Path(folder))
+        if not node.running():
+            pytest.fail(f"STACK_NODE_DIR={folder} names no running node")
+        yield node
+        return
     node = Node(tmp_path_factory.mktemp("node"))
     node.start()
     try:

@@ -3,10 +3,10 @@ in ``addons/`` with the images the set-up step built."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
-from string import Template
 
 from stacktools.builds.node_images import NodeImage
 from stacktools.cluster.nodeconfig import CLUSTER_DNS
@@ -15,9 +15,16 @@ Kubectl = Callable[..., str]
 
 
 def manifest(name: str, values: Mapping[str, str]) -> str:
-    """An add-on manifest with its ``${...}`` values filled in."""
+    """An add-on manifest with its ``${NAME}`` values filled in (Kubernetes' own ``$(VAR)``
+    references are left alone); a placeholder without a value is an error."""
     text = resources.files("stacktools.cluster").joinpath("addons", name).read_text()
-    return Template(text).substitute(values)
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    left = re.findall(r"\$\{[A-Z_]+\}", text)
+    if left:
+        msg = f"{name}: no value for {', '.join(sorted(set(left)))}"
+        raise KeyError(msg)
+    return text
 
 
 def deploy(kubectl: Kubectl, images: Mapping[str, NodeImage], timeout: float) -> None:
