@@ -67,7 +67,7 @@ class Stack:
             timeout=timeout,
         )
 
-    def converge(self, *extra: str, timeout: float = 900) -> str:
+    def converge(self, *extra: str, timeout: float = 2400) -> str:
         result = self.ansible.run(
             "ansible-playbook",
             *INVENTORIES,

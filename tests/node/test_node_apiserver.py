@@ -17,7 +17,7 @@ from stacktools.builds.controlplane import binaries
 
 from .conftest import TOOLBOX_NAMESPACE, Stack
 
-pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
 
 SERVICE_URL = "http://apiserver.apiserver.svc.cluster.local:8000"
 STABLE = "app.kubernetes.io/name=apiserver,track=stable"

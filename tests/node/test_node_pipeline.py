@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from .conftest import Stack
 
-pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
 
 NAMESPACE = "dagster"
 DAGSTER_HOME = "/opt/dagster/dagster_home"
