@@ -1,5 +1,6 @@
 // Builds the local Kubernetes control plane for the tests: etcd (embedded, cmd/etcd),
-// kube-apiserver and kube-controller-manager, all from the Go module proxy.
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl, and the node's kubelet
+// and kube-proxy, all from the Go module proxy.
 //
 // Pinned: Kubernetes v1.36.3 (the minor the project targets, see docs), whose staging
 // modules are published as k8s.io/*@v0.36.3. k8s.io/kubernetes requires them at v0.0.0 and

@@ -40,6 +40,8 @@ PACKAGES = {
     "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
     "kubelet": "k8s.io/kubernetes/cmd/kubelet",
     "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+    # The client the benchmarks compare Ansible with (`kubectl apply --server-side`), the node
+    # tests' drain, and a way for a person to look at the test cluster.
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
 }
 
