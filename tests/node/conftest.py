@@ -114,8 +114,10 @@ def _toolbox(image: str) -> dict[str, Any]:
                         "readOnlyRootFilesystem": True,
                         "capabilities": {"drop": ["ALL"]},
                     },
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 }
             ],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
 

@@ -90,12 +90,10 @@ def test_user_code_server_runs_as_a_pod(stack: Stack, delta_volume: Path) -> Non
             "pipeline.definitions",
         ],
     )
-    spec["containers"][0]["readinessProbe"] = {
-        "exec": {"command": ["dagster", "api", "grpc-health-check", "-p", "3030"]},
-        "periodSeconds": 5,
-        "timeoutSeconds": 10,
-        "failureThreshold": 24,
-    }
+    # The gRPC port answers once the code location has loaded (the chart's exec probe,
+    # `dagster api grpc-health-check`, starts a Python process per probe: too slow on a
+    # machine as busy as this one).
+    spec["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": 3030}, "periodSeconds": 5}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -113,12 +111,11 @@ def test_user_code_server_runs_as_a_pod(stack: Stack, delta_volume: Path) -> Non
         "rollout",
         "status",
         "deployment/pipeline-code-server",
-        "--timeout=240s",
-        timeout=300,
+        "--timeout=480s",
+        timeout=540,
     )
     pod = stack.get("-n", NAMESPACE, "pods", "-l", "app=pipeline-code-server")["items"][0]
-    # Ready = its own gRPC health check answered (the chart's probe); the log shows it loaded
-    # the code location.
+    # Ready = its gRPC port answers; the log shows it loaded the code location.
     assert pod["status"]["containerStatuses"][0]["ready"] is True
     logs = stack.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"])
     assert "Started Dagster code server" in logs, logs[-2000:]
@@ -130,13 +127,20 @@ def test_export_job_writes_the_delta_table_the_host_reads_back(
     # Records to export, written through the apiserver from inside the cluster.
     stack.python(
         f"""
-        import json, urllib.request
+        import json, time, urllib.error, urllib.request
         records = [{{"id": f"export-{{i:03d}}", "score": i / 100}} for i in range(100)]
         body = json.dumps({{"records": records}}).encode()
         request = urllib.request.Request("http://apiserver.apiserver:8000/internal-insert/batch",
             data=body, method="POST",
             headers={{"x-api-key": {stack.api_key!r}, "content-type": "application/json"}})
-        print(urllib.request.urlopen(request, timeout=60).status)
+        for attempt in range(30):  # a client retries a 503 (MongoDB busy)
+            try:
+                print(urllib.request.urlopen(request, timeout=60).status)
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or attempt == 29:
+                    raise
+                time.sleep(2)
         """
     )
     job = {

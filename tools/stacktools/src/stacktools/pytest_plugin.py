@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from stacktools.builds import containerd, node_images
 from stacktools.builds import ferretdb as ferretdb_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers.controlplane import ControlPlane
@@ -28,7 +29,7 @@ from stacktools.servers.node import Node
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_mongodb_header(), _controlplane_header()]
+    return [_mongodb_header(), _controlplane_header(), _node_header()]
 
 
 def _mongodb_header() -> str:
@@ -49,6 +50,19 @@ def _controlplane_header() -> str:
         return f"controlplane: unavailable: {exc}"
     state = "built" if (folder / "kube-apiserver").is_file() else "NOT built (make prepare)"
     return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
+
+
+def _node_header() -> str:
+    try:
+        images = node_images.images()
+        runtime = containerd.binaries()["containerd"]
+    except Exception as exc:  # reported in the header; the fixture raises it again
+        return f"node: unavailable: {exc}"
+    return (
+        f"node: kubelet {KUBERNETES_VERSION}, containerd {containerd.VERSION} ({runtime.parent}), "
+        f"images {', '.join(i.ref for i in images.values())}; on the node MongoDB is a "
+        f"STAND-IN: FerretDB {ferretdb_build.FERRETDB_VERSION} behind mongodb-svc"
+    )
 
 
 @pytest.fixture(scope="session")
