@@ -61,6 +61,7 @@ def run(argv: list[str], env: dict[str, str], *, check: bool = True) -> Timed:
     )
     seconds = time.monotonic() - began
     output = done.stdout + done.stderr
+    print(f"    {seconds:.1f} s, exit {done.returncode}", flush=True)
     if check and done.returncode != 0:
         sys.exit(f"{' '.join(argv[:3])}... failed ({done.returncode}):\n{output[-4000:]}")
     return Timed(seconds, output)
