@@ -32,7 +32,11 @@ STEPS: tuple[Step, ...] = (
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
     ),
     Step("istiod", "L4", istiod.ensure_binary),
-    Step("kind", "L0 deploy checks (kind version, node image pin)", kind.ensure_binaries),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
 )
 
 
