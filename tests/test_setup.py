@@ -30,6 +30,7 @@ MACOS_TOOLS = {
     *("touch", "tr", "true", "false", "uname", "uniq", "wc", "which", "xargs", "awk", "cmp"),
     *("diff", "gzip", "hostname", "whoami", "perl", "shasum", "git", "make", "python3", "curl"),
 }
+SYNTAX_CHECKED = ("-i", "inventories/local", "playbooks/kind.yml", "playbooks/site.yml")
 GNU_ONLY = ("sha256sum", "sha1sum", "md5sum", "timeout", "nproc", "realpath", "stdbuf", "tac")
 
 
@@ -106,6 +107,21 @@ def test_deploy_setup_needs_no_go_and_installs_only_what_deploy_runs(
     assert probe.stdout.strip() == "ok", probe.stderr
     for program in ("molecule", "pytest", "ansible-lint", "ruff", "mypy", "stack-insert"):
         assert not (venv / program).exists(), f"the deploy set-up installed {program}"
+    # What deploy runs parses with only the deploy group installed (collections resolve).
+    syntax = subprocess.run(
+        [str(venv / "ansible-playbook"), "--syntax-check", *SYNTAX_CHECKED],
+        cwd=copy,
+        env={
+            **os.environ,
+            "PATH": f"{venv}:{macos_bin}",
+            "ANSIBLE_CONFIG": str(copy / "ansible.cfg"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert syntax.returncode == 0, (syntax.stdout + syntax.stderr)[-3000:]
     # A second run is cheap and changes nothing.
     again = run_setup(copy, "deploy", macos_bin)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
