@@ -21,6 +21,7 @@ from stacktools.builds import (
     debian,
     ferretdb,
     istiod,
+    kind,
     metrics_server,
     node_images,
     pause,
@@ -45,6 +46,11 @@ STEPS: tuple[Step, ...] = (
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
     ),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
     Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", debian.ensure_packages),
     Step("containerd", "L4.5 node", containerd.ensure_binaries),
     Step("runc", "L4.5 node", runc.ensure_binary),
