@@ -85,6 +85,7 @@ def _start_load(
     assert process.stdin is not None
     process.stdin.write(LOAD)
     process.stdin.close()
+    process.stdin = None  # the script is sent; communicate() must not flush it again
     return process, stop
 
 
