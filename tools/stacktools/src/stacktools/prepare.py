@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import controlplane, ferretdb, istiod, traefik
 from stacktools.builds.gobuild import BuildError
 
 
@@ -30,6 +30,7 @@ STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
 )
 
 
