@@ -38,7 +38,8 @@ def records_of(body: Any) -> list[dict[str, Any]]:
     """The records of a read answer: a JSON array, or (older apiservers) ``{"items": [...]}``."""
     if isinstance(body, list):
         return body
-    assert isinstance(body, dict) and isinstance(body.get("items"), list), body
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("items"), list), body
     return list(body["items"])
 
 
@@ -71,9 +72,7 @@ def measure_split(target: Target, count: int, headers: dict[str, str]) -> tuple[
     before = marks(target)
     result = run_load(target.apiserver_url, READ, headers, count=count, workers=WORKERS)
     assert result.failed == 0, f"{result.failed} of {count} reads failed: {result.statuses}"
-    stable, canary = entries_since(
-        target, before, lambda s, c: reads(s) + reads(c) >= count
-    )
+    stable, canary = entries_since(target, before, lambda s, c: reads(s) + reads(c) >= count)
     return reads(stable), reads(canary)
 
 
@@ -91,7 +90,7 @@ def test_rewrites_reach_the_apiserver_as_internal_paths(target: Target) -> None:
         "POST",
         "/external-insert",
         {"id": record_id, "score": 0.25},
-        target.headers,
+        headers=target.headers,
     )
     assert one.status == 200, one.body[:300]
     assert set(one.json()) >= RECORD_FIELDS
@@ -100,17 +99,23 @@ def test_rewrites_reach_the_apiserver_as_internal_paths(target: Target) -> None:
         "POST",
         "/external-insert/batch",
         {"records": [{"id": f"{record_id}-{n}", "score": n / 10} for n in (1, 2)]},
-        target.headers,
+        headers=target.headers,
     )
     assert batch.status == 200, batch.body[:300]
     assert batch.json()["inserted"] == 2
-    read = request(target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers)
+    read = request(
+        target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers
+    )
     assert read.status == 200, read.body[:300]
     [record] = records_of(read.json())
     assert set(record) >= RECORD_FIELDS
     assert (record["id"], record["score"]) == (record_id, 0.25)
 
-    wanted = {("POST", "/internal-insert"), ("POST", "/internal-insert/batch"), ("GET", "/internal-read")}
+    wanted = {
+        ("POST", "/internal-insert"),
+        ("POST", "/internal-insert/batch"),
+        ("GET", "/internal-read"),
+    }
 
     def arrived(stable: list[dict[str, Any]], canary: list[dict[str, Any]]) -> bool:
         return wanted <= {(e["method"], e["path"]) for e in stable + canary}
@@ -144,8 +149,7 @@ def test_dagster_listener_serves_the_pipeline(target: Target) -> None:
     assert info.status == 200, info.body[:300]
     assert "dagster_webserver_version" in info.json()
     query = (
-        "{ repositoriesOrError { ... on RepositoryConnection { nodes { name "
-        "jobs { name } } } } }"
+        "{ repositoriesOrError { ... on RepositoryConnection { nodes { name jobs { name } } } } }"
     )
     answer = request(target.dagster_url, "POST", "/graphql", {"query": query})
     assert answer.status == 200, answer.body[:300]
@@ -189,7 +193,9 @@ def test_tcp_listener_writes_and_reads_mongodb(target: Target) -> None:
     assert found is not None
     assert found["score"] == 0.5
     # Written through the TCP listener, read through the HTTP listener: one database.
-    read = request(target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers)
+    read = request(
+        target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers
+    )
     assert read.status == 200, read.body[:300]
     [record] = records_of(read.json())
     assert set(record) >= RECORD_FIELDS
@@ -223,7 +229,9 @@ def test_stack_insert_through_the_gateway_fails_no_record(target: Target) -> Non
     assert after - before == count
 
 
-def _load_during(target: Target, change: Callable[[], subprocess.CompletedProcess[str]]) -> tuple[LoadResult, subprocess.CompletedProcess[str]]:
+def _load_during(
+    target: Target, change: Callable[[], subprocess.CompletedProcess[str]]
+) -> tuple[LoadResult, subprocess.CompletedProcess[str]]:
     """Run a read load while ``change`` runs (and 3 s after); bounded to 10 minutes."""
     stop = threading.Event()
     outcome: dict[str, LoadResult] = {}
@@ -246,19 +254,25 @@ def _load_during(target: Target, change: Callable[[], subprocess.CompletedProces
 
 
 def test_weight_change_with_the_role_drops_no_request(target: Target) -> None:
-    load, changed = _load_during(target, lambda: target.run_gateway_role(gateway_apiserver_canary_weight=0))
+    load, changed = _load_during(
+        target, lambda: target.run_gateway_role(gateway_apiserver_canary_weight=0)
+    )
     print(f"\nweight {target.canary_weight} -> 0 under load: {load}")
     try:
         assert changed.returncode == 0, changed.stdout[-3000:]
         assert load.sent > 0
-        assert load.failed == 0, f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
+        assert load.failed == 0, (
+            f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
+        )
         # Weight 0 sends none to the canary.
         assert measure_split(target, 400, target.headers) == (400, 0)
     finally:
         load, restored = _load_during(target, target.run_gateway_role)
     print(f"weight 0 -> {target.canary_weight} under load: {load}")
     assert restored.returncode == 0, restored.stdout[-3000:]
-    assert load.failed == 0, f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
+    assert load.failed == 0, (
+        f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
+    )
     stable, canary = measure_split(target, 1000, target.headers)
     low, high = binomial_interval(1000, target.canary_weight / 100, 0.999)
     assert low <= canary <= high, (stable, canary)
@@ -304,14 +318,18 @@ def test_referencegrant_removed_then_restored(target: Target) -> None:
             time.sleep(1)
             before = marks(target)
         assert set(statuses) == {500}, statuses
-        stable, canary = target.stable.since(before["stable"]), target.canary.since(before["canary"])
+        stable, canary = (
+            target.stable.since(before["stable"]),
+            target.canary.since(before["canary"]),
+        )
         assert reads(stable) + reads(canary) == 0, "a request reached a backend without a grant"
     finally:
         restored = target.run_gateway_role()
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert target.kube.exists(grant)
     resolved = _route_condition(target, "apiserver", "ResolvedRefs")
-    assert resolved is not None and resolved["status"] == "True", resolved
+    assert resolved is not None
+    assert resolved["status"] == "True", resolved
     deadline = time.monotonic() + 60
     while request(target.apiserver_url, "GET", READ, headers=target.headers).status != 200:
         assert time.monotonic() < deadline, "traffic did not flow again after the grant came back"

@@ -4,14 +4,15 @@ machine (the ``dataplane`` level, ``bench/gateway.py``).
 :class:`LocalGateway` starts, in order:
 
 1. a control plane of its own (:class:`~stacktools.servers.controlplane.ControlPlane`);
-2. ``site.yml`` without the gateway role against it (inventories/controlplane: CRDs,
-   namespaces, Services, the generated Secrets such as the API key);
+2. ``site.yml --tags istio,mongodb,apiserver`` against it (inventories/controlplane: the
+   Gateway API CRDs, the backends' namespaces, Services and generated Secrets such as the API
+   key; the dagster and monitoring roles add nothing the Gateway uses);
 3. the backends, in a network namespace of their own (:mod:`stacktools.netns`; EndpointSlices
    refuse loopback addresses): FerretDB, two apiserver processes (stable and canary) with the
    API key from the role's Secret, ``dagster-webserver`` on the pipeline's definitions, and a
    self-identifying stand-in for Grafana;
-4. the Services the Helm charts would create (Dagster webserver, Grafana) and, for every
-   Service a route references, an EndpointSlice pointing at its process;
+4. the namespaces and Services the Helm charts would create (Dagster webserver, Grafana)
+   and, for every Service a route references, an EndpointSlice pointing at its process;
 5. Traefik (:mod:`stacktools.servers.traefik`) with its RBAC and GatewayClass ``traefik``;
 6. the gateway role (``site.yml --tags gateway``) with :data:`DATAPLANE_VARS`: the same
    Gateway, routes and ReferenceGrants it applies on kind, of class ``traefik``; its waits
@@ -36,6 +37,7 @@ from stacktools.servers.apiserver import ApiServer
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.dagster_webserver import DagsterWebserver
 from stacktools.servers.ferretdb import FerretDB
+from stacktools.servers.http import HttpBackend
 from stacktools.servers.process import ManagedServer
 from stacktools.servers.standin import StandIn, identity
 from stacktools.servers.traefik import CLASS_NAME, Traefik, install
@@ -131,6 +133,8 @@ class LocalGateway(ManagedServer):
         self.plane = ControlPlane(self.directory / "cluster")
         self.network = BackendNetwork()
         self.servers: list[ManagedServer] = []
+        # The HTTP backends by role: stable, canary, dagster, grafana (for direct requests).
+        self.backends: dict[str, HttpBackend] = {}
         self.traefik: Traefik | None = None
         self.timings: dict[str, float] = {}
         self._target: Target | None = None
@@ -166,8 +170,8 @@ class LocalGateway(ManagedServer):
                 "K8S_AUTH_KUBECONFIG": str(self.plane.kubeconfig),
             },
         )
-        self._converge(playbook, ["--skip-tags", "gateway"], "site.yml without the gateway role")
-        began = self._step("site.yml (other roles)", began)
+        self._converge(playbook, ["--tags", "istio,mongodb,apiserver"], "site.yml (backends)")
+        began = self._step("site.yml (istio, mongodb, apiserver)", began)
 
         self.network.create()
         address, netns = self.network.address, self.network.path
@@ -198,11 +202,13 @@ class LocalGateway(ManagedServer):
             mongodb_uri=ferretdb.uri,
             netns=netns,
         )
-        for server in (stable, canary, grafana, dagster):
+        self.backends = {"stable": stable, "canary": canary, "grafana": grafana, "dagster": dagster}
+        for server in self.backends.values():
             self._run(server)
         began = self._step("backends", began)
 
-        for name in CHART_SERVICES:
+        for name, (namespace, _, _) in CHART_SERVICES.items():
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             kube.apply(chart_service(name))
         for backend in BACKENDS:
             service = kube.get(f"/api/v1/namespaces/{backend.namespace}/services/{backend.service}")

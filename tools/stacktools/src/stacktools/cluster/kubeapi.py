@@ -94,7 +94,9 @@ class KubeApi:
             with urllib.request.urlopen(req, context=self.context, timeout=timeout) as response:  # noqa: S310
                 text = response.read().decode()
         except urllib.error.HTTPError as exc:
-            raise KubeApiError(method, path, exc.code, exc.read().decode(errors="replace")) from None
+            raise KubeApiError(
+                method, path, exc.code, exc.read().decode(errors="replace")
+            ) from None
         if raw:
             return text
         return json.loads(text) if text else None

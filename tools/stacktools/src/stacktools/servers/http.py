@@ -59,7 +59,8 @@ class HttpBackend(ManagedServer):
             if time.monotonic() > deadline:
                 tail = self.process.log_tail()
                 self.stop()
-                msg = f"{self.name} not ready at {self.url}{self.ready_path} after {timeout:.0f}s:\n{tail}"
+                where = self.url + self.ready_path
+                msg = f"{self.name} not ready at {where} after {timeout:.0f}s:\n{tail}"
                 raise BackendError(msg)
             time.sleep(0.2)
 

@@ -22,6 +22,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -31,6 +32,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from stacktools.builds.gobuild import BuildError
 from stacktools.builds.traefik import TRAEFIK_VERSION, binary, ensure_binary
@@ -222,9 +225,7 @@ class Traefik(ManagedServer):
         with os.fdopen(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(self.token)
         self.ping_port = free_port()
-        self.process = start_process(
-            "traefik", self.argv(executable), self.log, detach=self.detach
-        )
+        self.process = start_process("traefik", self.argv(executable), self.log, detach=self.detach)
         if self.detach:
             self._write_state()
         deadline = time.monotonic() + timeout
@@ -243,7 +244,7 @@ class Traefik(ManagedServer):
     def ready(self) -> bool:
         url = f"http://127.0.0.1:{self.ping_port}/ping"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return int(response.status) == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -347,14 +348,10 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _ca_pem(kubeconfig: Path) -> str:
-    import base64  # noqa: PLC0415 - only the command line needs it
-
-    import yaml  # noqa: PLC0415
-
     config = yaml.safe_load(kubeconfig.read_text())
     cluster = config["clusters"][0]["cluster"]
     if cluster.get("certificate-authority"):
-        return (kubeconfig.parent / cluster["certificate-authority"]).read_text()
+        return Path(kubeconfig.parent, str(cluster["certificate-authority"])).read_text()
     return base64.b64decode(cluster["certificate-authority-data"]).decode()
 
 

@@ -88,6 +88,7 @@ def request(
     method: str,
     path: str,
     body: object = None,
+    *,
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Response:

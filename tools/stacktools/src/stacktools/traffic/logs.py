@@ -73,7 +73,9 @@ class PodAccessLog:
     selector: str
 
     def _logs(self) -> dict[str, list[dict[str, Any]]]:
-        pods = self.kube.get(f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=self.selector)
+        pods = self.kube.get(
+            f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=self.selector
+        )
         found = {}
         for pod in pods["items"]:
             name = pod["metadata"]["name"]
