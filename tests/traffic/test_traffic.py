@@ -26,10 +26,15 @@ from stacktools.traffic.client import LoadResult, request, run_load
 from stacktools.traffic.stats import binomial_interval
 from stacktools.traffic.target import Target
 
-pytestmark = pytest.mark.dataplane
+# The first test also starts the local data plane (minutes: a control plane, two Ansible runs,
+# dagster-webserver), and three tests run the gateway role again.
+pytestmark = [pytest.mark.dataplane, pytest.mark.timeout(1800)]
 
 RECORD_FIELDS = {"id", "score", "created_at", "updated_at"}
 READ = "/external-read?limit=1"
+# The load during a route change: a routed path (weighted like the others) whose answer needs
+# no database, so that a failure counted there is the Gateway's, never a slow FerretDB.
+LOAD = "/docs"
 SPLIT_REQUESTS = 2000
 WORKERS = 16
 
@@ -57,6 +62,11 @@ def entries_since(
         if want(stable, canary) or time.monotonic() > deadline:
             return stable, canary
         time.sleep(0.25)
+
+
+def mongo(target: Target) -> pymongo.MongoClient[dict[str, Any]]:
+    """MongoDB through the Gateway's TCP listener."""
+    return pymongo.MongoClient(target.mongodb_uri, serverSelectionTimeoutMS=10_000)
 
 
 def marks(target: Target) -> dict[str, Any]:
@@ -104,7 +114,7 @@ def test_rewrites_reach_the_apiserver_as_internal_paths(target: Target) -> None:
     assert batch.status == 200, batch.body[:300]
     assert batch.json()["inserted"] == 2
     read = request(
-        target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers
+        target.apiserver_url, "GET", f"/external-read?id={record_id}", headers=target.headers
     )
     assert read.status == 200, read.body[:300]
     [record] = records_of(read.json())
@@ -186,7 +196,7 @@ def test_ab_header_sends_everything_to_the_canary(target: Target) -> None:
 def test_tcp_listener_writes_and_reads_mongodb(target: Target) -> None:
     record_id = f"tcp-{uuid.uuid4().hex}"
     now = datetime.now(UTC).replace(microsecond=0)
-    with pymongo.MongoClient(target.mongodb_uri, serverSelectionTimeoutMS=10_000) as client:
+    with mongo(target) as client:
         records = client["uploads"]["records"]
         records.insert_one({"_id": record_id, "score": 0.5, "created_at": now, "updated_at": now})
         found = records.find_one({"_id": record_id})
@@ -194,7 +204,7 @@ def test_tcp_listener_writes_and_reads_mongodb(target: Target) -> None:
     assert found["score"] == 0.5
     # Written through the TCP listener, read through the HTTP listener: one database.
     read = request(
-        target.apiserver_url, "GET", f"/external-read?id={record_id}", None, target.headers
+        target.apiserver_url, "GET", f"/external-read?id={record_id}", headers=target.headers
     )
     assert read.status == 200, read.body[:300]
     [record] = records_of(read.json())
@@ -204,7 +214,7 @@ def test_tcp_listener_writes_and_reads_mongodb(target: Target) -> None:
 
 def test_stack_insert_through_the_gateway_fails_no_record(target: Target) -> None:
     count = 1000
-    with pymongo.MongoClient(target.mongodb_uri, serverSelectionTimeoutMS=10_000) as client:
+    with mongo(target) as client:
         before = client["uploads"]["records"].count_documents({})
         result = subprocess.run(
             [
@@ -231,14 +241,16 @@ def test_stack_insert_through_the_gateway_fails_no_record(target: Target) -> Non
 
 def _load_during(
     target: Target, change: Callable[[], subprocess.CompletedProcess[str]]
-) -> tuple[LoadResult, subprocess.CompletedProcess[str]]:
-    """Run a read load while ``change`` runs (and 3 s after); bounded to 10 minutes."""
+) -> tuple[LoadResult, subprocess.CompletedProcess[str], tuple[int, int]]:
+    """Run a load on :data:`LOAD` while ``change`` runs (and 3 s after); at most 15 minutes.
+    Returns the load, the change's result and how many load requests reached (stable, canary)."""
     stop = threading.Event()
     outcome: dict[str, LoadResult] = {}
+    before = marks(target)
 
     def load() -> None:
         outcome["load"] = run_load(
-            target.apiserver_url, READ, target.headers, seconds=600, workers=8, stop=stop
+            target.apiserver_url, LOAD, target.headers, seconds=900, workers=8, stop=stop
         )
 
     thread = threading.Thread(target=load)
@@ -250,29 +262,43 @@ def _load_during(
     finally:
         stop.set()
         thread.join()
-    return outcome["load"], changed
+    sent = outcome["load"].sent
+
+    def docs(entries: list[dict[str, Any]]) -> int:
+        return sum(1 for e in entries if e["path"] == LOAD)
+
+    stable, canary = entries_since(target, before, lambda s, c: docs(s) + docs(c) >= sent)
+    return outcome["load"], changed, (docs(stable), docs(canary))
 
 
 def test_weight_change_with_the_role_drops_no_request(target: Target) -> None:
-    load, changed = _load_during(
+    """``--tags gateway`` with weight 0, then back, each under a load of 8 clients: every
+    request answered 200, the load spanned the switch (the canary got some of it while it had
+    weight), and afterwards the canary gets nothing, then its share again."""
+    load, changed, (stable, canary) = _load_during(
         target, lambda: target.run_gateway_role(gateway_apiserver_canary_weight=0)
     )
-    print(f"\nweight {target.canary_weight} -> 0 under load: {load}")
+    print(
+        f"\nweight {target.canary_weight} -> 0 under load: {load}; stable/canary {stable}/{canary}"
+    )
     try:
         assert changed.returncode == 0, changed.stdout[-3000:]
-        assert load.sent > 0
         assert load.failed == 0, (
             f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
         )
+        assert stable + canary == load.sent
+        assert canary > 0, "the load ended before the switch (no request reached the canary)"
         # Weight 0 sends none to the canary.
         assert measure_split(target, 400, target.headers) == (400, 0)
     finally:
-        load, restored = _load_during(target, target.run_gateway_role)
-    print(f"weight 0 -> {target.canary_weight} under load: {load}")
+        load, restored, (stable, canary) = _load_during(target, target.run_gateway_role)
+    print(f"weight 0 -> {target.canary_weight} under load: {load}; stable/canary {stable}/{canary}")
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert load.failed == 0, (
         f"{load.failed} of {load.sent} requests failed: {load.statuses} {load.errors[:5]}"
     )
+    assert stable + canary == load.sent
+    assert canary > 0, "no request of the load reached the canary after the switch"
     stable, canary = measure_split(target, 1000, target.headers)
     low, high = binomial_interval(1000, target.canary_weight / 100, 0.999)
     assert low <= canary <= high, (stable, canary)

@@ -1,3 +1,9 @@
+// Builds Traefik Proxy (github.com/traefik/traefik/v3/cmd/traefik), the Gateway API data plane of
+// the `dataplane` level (see tools/stacktools/src/stacktools/builds/traefik.py for why Traefik).
+// A module of its own: `go install` refuses a module with replace lines, so this wrapper repeats
+// Traefik's own `replace` and `exclude` lines (its go.mod at v3.6.12) and `go mod tidy` derived
+// the requirements. Pinned: v3.6.12, the newest v3.6 the Go module proxy serves (2026-11-29);
+// v3.7.x pulls dependency versions the proxy here refuses.
 module gateway-api-stack/tools/traefik
 
 go 1.26.0
