@@ -221,8 +221,11 @@ def test_stack_insert_through_the_gateway_fails_no_record(target: Target) -> Non
                 str(Path(sys.executable).parent / "stack-insert"),
                 "--count",
                 str(count),
+                # make test-insert's defaults (COUNT=1000, CONCURRENCY=32, BATCH_SIZE=0).
                 "--concurrency",
-                "16",
+                "32",
+                "--batch-size",
+                "0",
                 "--base-url",
                 target.apiserver_url,
             ],
@@ -250,7 +253,13 @@ def _load_during(
 
     def load() -> None:
         outcome["load"] = run_load(
-            target.apiserver_url, LOAD, target.headers, seconds=900, workers=8, stop=stop
+            target.apiserver_url,
+            LOAD,
+            target.headers,
+            seconds=900,
+            workers=8,
+            pause=0.05,  # at most ~160 requests/s: a steady load that leaves the role its CPU
+            stop=stop,
         )
 
     thread = threading.Thread(target=load)
@@ -272,7 +281,7 @@ def _load_during(
 
 
 def test_weight_change_with_the_role_drops_no_request(target: Target) -> None:
-    """``--tags gateway`` with weight 0, then back, each under a load of 8 clients: every
+    """``--tags gateway`` with weight 0, then back, each under a steady load of 8 clients: every
     request answered 200, the load spanned the switch (the canary got some of it while it had
     weight), and afterwards the canary gets nothing, then its share again."""
     load, changed, (stable, canary) = _load_during(

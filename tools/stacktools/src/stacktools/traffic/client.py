@@ -121,11 +121,13 @@ def run_load(
     count: int | None = None,
     seconds: float | None = None,
     workers: int = 8,
+    pause: float = 0.0,
     stop: threading.Event | None = None,
     on_response: Callable[[Response], None] | None = None,
 ) -> LoadResult:
     """GET ``path`` from ``workers`` threads until ``count`` requests were sent, ``seconds``
-    passed or ``stop`` is set (whichever first; at least one bound is required)."""
+    passed or ``stop`` is set (whichever first; at least one bound is required). Each worker
+    waits ``pause`` seconds after each answer (a steady load rather than a flood)."""
     if count is None and seconds is None:
         msg = "run_load needs count or seconds (loads are bounded)"
         raise ValueError(msg)
@@ -158,6 +160,8 @@ def run_load(
                     result.statuses[response.status] += 1
                 if on_response is not None:
                     on_response(response)
+                if pause:
+                    stop.wait(pause)
         finally:
             connection.close()
             with lock:
