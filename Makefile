@@ -56,7 +56,8 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/gateway.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
+		bench/gateway.py
 	yamllint --strict .
 	ansible-lint
 
@@ -76,6 +77,7 @@ test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs API
 bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
+	python bench/site.py
 	python bench/gateway.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
