@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod, kind
+from stacktools.builds import controlplane, ferretdb, istiod, kind, traefik
 from stacktools.builds.gobuild import BuildError
 
 
@@ -37,6 +37,7 @@ STEPS: tuple[Step, ...] = (
         "L0 deploy checks (kind version, node image pin)",
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
 )
 
 
