@@ -1,7 +1,7 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
-Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
-(start/stop/status/build one server; see each command's ``--help``).
+Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
+``traefik`` (start/stop/status/build one server; see each command's ``--help``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ COMMANDS = {
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
     "node": ("stacktools.servers.node", "a node (kubelet, containerd) and its control plane"),
+    "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
 }
 
 

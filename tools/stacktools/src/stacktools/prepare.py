@@ -27,6 +27,7 @@ from stacktools.builds import (
     pause,
     runc,
     service_images,
+    traefik,
 )
 from stacktools.builds.gobuild import BuildError
 
@@ -51,6 +52,7 @@ STEPS: tuple[Step, ...] = (
         "L0 deploy checks (kind version, node image pin)",
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
     Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", debian.ensure_packages),
     Step("containerd", "L4.5 node", containerd.ensure_binaries),
     Step("runc", "L4.5 node", runc.ensure_binary),
