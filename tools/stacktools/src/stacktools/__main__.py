@@ -1,7 +1,8 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
-(start/stop/status/build one server; see each command's ``--help``).
+(start/stop/status/build one server; see each command's ``--help``), ``engine`` (the Docker
+engine) and ``images`` (build the service images).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
+    "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
 }
 
 

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import controlplane, ferretdb, images, istiod
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import dockerd
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
 )
 
 
