@@ -9,7 +9,6 @@ writes the Delta table into the folder that stands for the PVC; the host reads i
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -58,13 +57,20 @@ def values(rendered: Rendered) -> dict[str, Any]:
 
 @dataclass
 class Deployed:
-    """FerretDB with records, the code server's pod and settings, the PVC's folder."""
+    """FerretDB with records, the code server's settings, the Secrets' test values, and the
+    folders standing for the PVC and the pod's scratch volumes."""
 
     ferretdb: FerretDB
-    pod: dict[str, Any]
     settings: podspec.RunSettings
-    delta_folder: Path
+    secrets: dict[str, dict[str, str]]
+    claims: dict[str, Path]
+    scratch: Path
     delta_uri: str
+
+    @property
+    def delta_table(self) -> Path:
+        (folder,) = self.claims.values()
+        return folder / self.delta_uri.rsplit("/", 1)[1]
 
 
 def secret_values(rendered: Rendered, mongodb_uri: str) -> dict[str, dict[str, str]]:
@@ -107,13 +113,11 @@ def deployed(
             for v in pod["volumes"]
             if "persistentVolumeClaim" in v
         ]
-        delta_folder = folder / "claims" / claim
+        claims = {claim: folder / "claims" / claim}
+        secrets = secret_values(rendered, ferretdb.uri)
+        scratch = folder / "volumes"
         settings = podspec.run_settings(
-            pod,
-            dagster_chart.CHART_NAME,
-            secrets=secret_values(rendered, ferretdb.uri),
-            scratch=folder / "volumes",
-            claims={claim: delta_folder},
+            pod, dagster_chart.CHART_NAME, secrets=secrets, scratch=scratch, claims=claims
         )
         mount = next(
             m["mountPath"]
@@ -123,7 +127,7 @@ def deployed(
         delta_uri = settings.env["PIPELINE_DELTA_URI"]
         assert delta_uri.startswith(mount + "/"), (delta_uri, mount)
         assert settings.env["PIPELINE_MONGODB_DATABASE"] == DATABASE
-        yield Deployed(ferretdb, pod, settings, delta_folder, delta_uri)
+        yield Deployed(ferretdb, settings, secrets, claims, scratch, delta_uri)
     finally:
         ferretdb.stop()
 
@@ -157,9 +161,10 @@ def test_code_server_answers_the_grpc_health_check(
 ) -> None:
     args = list(deployed.settings.args)
     assert args[:3] == ["dagster", "api", "grpc"]
-    result = code_server.probe("readiness")
-    assert result.passed, result.detail
     probe = deployed.settings.probes["readiness"]
+    # Ready as the kubelet decides it: a pass before failureThreshold probes in a row fail.
+    result = code_server.wait_for_probe("readiness", probe.period * probe.failure_threshold)
+    assert result.passed, result.detail
     assert probe.command[:4] == ("dagster", "api", "grpc-health-check", "-p")
     # What the chart's run workers (K8sRunLauncher) need from this image, and what only the
     # tests need (polars) stays out.
@@ -172,15 +177,24 @@ def test_code_server_answers_the_grpc_health_check(
 
 
 def test_an_export_run_in_the_image_writes_the_delta_table(
-    image: images.Image, deployed: Deployed, code_server: Container
+    image: images.Image, deployed: Deployed, values: dict[str, Any], code_server: Container
 ) -> None:
-    # A run pod: the code server's settings without its readiness probe, its own command.
-    run = Container(
-        image.ref,
-        dataclasses.replace(deployed.settings, probes={}),
-        "pipeline-run",
-        args=["dagster", "job", "execute", "-m", "pipeline.definitions", "-j", JOB_NAME],
+    args = ["dagster", "job", "execute", "-m", "pipeline.definitions", "-j", JOB_NAME]
+    pod = dagster_chart.run_pod(values, SERVICE, image.ref, args)
+    config_maps = {
+        dagster_chart.instance_config_map("dagster"): {
+            dagster_chart.INSTANCE_KEY: dagster_chart.instance_yaml(values)
+        }
+    }
+    settings = podspec.run_settings(
+        pod,
+        dagster_chart.CHART_NAME,
+        secrets=deployed.secrets,
+        scratch=deployed.scratch / "run",
+        claims=deployed.claims,
+        config_maps=config_maps,
     )
+    run = Container(image.ref, settings, "pipeline-run")
     try:
         run.start(timeout=60)
         exit_code = run.wait(timeout=600)
@@ -189,7 +203,7 @@ def test_an_export_run_in_the_image_writes_the_delta_table(
         run.stop()
     assert exit_code == 0, log[-4000:]
     assert "RUN_SUCCESS" in log, log[-4000:]
-    table = deployed.delta_folder / deployed.delta_uri.rsplit("/", 1)[1]
+    table = deployed.delta_table
     written = pl.read_delta(str(table)).sort("id")
     client: MongoClient[dict[str, Any]] = MongoClient(
         deployed.ferretdb.uri, serverSelectionTimeoutMS=10_000

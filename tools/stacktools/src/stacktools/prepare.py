@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, images, istiod
+from stacktools.builds import controlplane, ferretdb, images, istiod, registry
 from stacktools.builds.gobuild import BuildError
 from stacktools.servers import dockerd
 
@@ -34,6 +34,11 @@ STEPS: tuple[Step, ...] = (
     Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
     Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
     Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
+    ),
 )
 
 

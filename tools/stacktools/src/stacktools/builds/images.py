@@ -53,6 +53,9 @@ class Base:
     image_id: str
     standin: bool
 
+    def __str__(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         if self.standin:
             return (
@@ -244,7 +247,7 @@ def _image(service: str, ref: str) -> Image | None:
     )
 
 
-def _is_current(service: str, ref: str, base: Base) -> bool:
+def _is_current(ref: str, base: Base) -> bool:
     found = docker.inspect_image(ref)
     return found is not None and docker.labels(found).get(f"{LABEL}.base-id") == base.image_id
 
@@ -284,7 +287,7 @@ def build(context: Context, service: str, base: Base) -> Built:
     ref = local_ref(service, context.tags[service])
     began = time.monotonic()
     built = False
-    if not _is_current(service, ref, base):
+    if not _is_current(ref, base):
         print(f"images: building {ref} FROM {base.ref}", file=sys.stderr, flush=True)
         _run_build(build_argv(context, service, base), cache_dir() / "images" / f"{service}.log")
         built = True
@@ -293,16 +296,17 @@ def build(context: Context, service: str, base: Base) -> Built:
     return Built(image, built, time.monotonic() - began)
 
 
-def ensure_images(report: Callable[[str], None] | None = None) -> list[Image]:
-    """The set-up step: both images of HEAD, FROM the official base or else the stand-in."""
+def ensure_images(report: Callable[[str], None] | None = None) -> str:
+    """The set-up step: both images of HEAD, FROM the official base or else the stand-in;
+    returns one line naming them."""
     say = report or (lambda text: print(text, file=sys.stderr, flush=True))
     base = resolve_base("auto")
-    images = []
+    built: list[Image] = []
     root = repo_root()
     with committed_context(root) as context:
         for service in SERVICES:
             result = build(context, service, base)
-            images.append(result.image)
+            built.append(result.image)
             what = "built" if result.built else "present"
             say(f"images: {service} {what} ({result.seconds:.0f} s): {result.image.describe()}")
             if context.tags[service] != context.worktree_tags[service]:
@@ -311,7 +315,7 @@ def ensure_images(report: Callable[[str], None] | None = None) -> list[Image]:
                     f"images: NOTE {service} is built from HEAD ({context.commit[:12]}); "
                     f"uncommitted changes are not in it: {changed}"
                 )
-    return images
+    return "; ".join(image.describe() for image in built)
 
 
 def image(service: str) -> Image:
@@ -326,6 +330,20 @@ def image(service: str) -> Image:
         msg = f"the {service} image {ref} is not built: {PREPARE_HINT}"
         raise BuildMissingError(msg)
     return found
+
+
+def push(ref: str) -> bool:
+    """``docker push`` ``ref``; whether anything changed in the registry: a layer uploaded, or
+    the image not pushed to that repository before (its manifest is new there). A content tag
+    always names the same content, so a repeated push changes nothing."""
+    repository = ref.rsplit(":", 1)[0]
+    before = docker.inspect_image(ref)
+    known = before is not None and any(
+        digest.startswith(repository + "@") for digest in before.get("RepoDigests") or []
+    )
+    result = docker.run(["push", ref], timeout=BUILD_TIMEOUT)
+    uploaded = any(line.rstrip().endswith("Pushed") for line in result.stdout.splitlines())
+    return uploaded or not known
 
 
 def _requested(context: Context, service: str, ref: str | None) -> str:
@@ -374,9 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = build(context, args.service, resolve_base(args.base))
             if ref != result.image.ref:
                 docker.run(["tag", result.image.ref, ref])
-            if args.push:
-                docker.run(["push", ref], timeout=BUILD_TIMEOUT)
-            print(json.dumps({"image": ref, "built": result.built, "pushed": args.push}))
+            pushed = push(ref) if args.push else False
+            print(json.dumps({"image": ref, "built": result.built, "pushed": pushed}))
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-CHART_NAME = "dagster-user-deployments"  # the container's name in the chart's template
+CHART_NAME = "dagster-user-deployments"
+# The instance ConfigMap (``<release>-instance``, key dagster.yaml) that the K8sRunLauncher
+# mounts into every run pod at DAGSTER_HOME/dagster.yaml (dagster_k8s job construction).
+INSTANCE_KEY = "dagster.yaml"  # the container's name in the chart's template
 DAGSTER_HOME = "/opt/dagster/dagster_home"  # the chart's global.dagsterHome default
 READINESS = {"periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 15}
 
@@ -87,3 +90,43 @@ def user_code_pod(values: Mapping[str, Any], name: str, image: str) -> dict[str,
         "containers": [container],
         "volumes": deployment.get("volumes") or [],
     }
+
+
+def instance_config_map(release: str) -> str:
+    return f"{release}-instance"
+
+
+def instance_yaml(values: Mapping[str, Any]) -> str:
+    """The part of the chart's instance ConfigMap (templates/configmap-instance.yaml) that a run
+    in the image reads without a cluster: telemetry as the values set it. Run and event storage
+    stay Dagster's local default in DAGSTER_HOME; in the cluster they are the chart's PostgreSQL.
+    """
+    enabled = bool((values.get("telemetry") or {}).get("enabled", True))
+    return f"telemetry:\n  enabled: {str(enabled).lower()}\n"
+
+
+def run_pod(
+    values: Mapping[str, Any], name: str, image: str, args: list[str], release: str = "dagster"
+) -> dict[str, Any]:
+    """A run pod as the K8sRunLauncher builds it for the code location ``name``: the user-code
+    deployment's container settings (the chart passes them on with includeConfigInLaunchedRuns),
+    the instance file mounted at DAGSTER_HOME/dagster.yaml, no probes, its own ``args``."""
+    pod = user_code_pod(values, name, image)
+    (container,) = pod["containers"]
+    home = next(e["value"] for e in container["env"] if e["name"] == "DAGSTER_HOME")
+    container.pop("readinessProbe")
+    container["args"] = args
+    container["volumeMounts"] = [
+        *container["volumeMounts"],
+        {
+            "name": "dagster-instance",
+            "mountPath": f"{home}/{INSTANCE_KEY}",
+            "subPath": INSTANCE_KEY,
+        },
+    ]
+    pod["volumes"] = [
+        *pod["volumes"],
+        {"name": "dagster-instance", "configMap": {"name": instance_config_map(release)}},
+    ]
+    pod["restartPolicy"] = "Never"
+    return pod

@@ -148,10 +148,20 @@ def _host_folder(folder: Path, mode: int, fs_group: int | None) -> Path:
     return folder
 
 
+def _config_map(volume: Mapping[str, Any], data: Mapping[str, str], folder: Path) -> Path:
+    """The files of a configMap volume (read-only, mode 0644 as the kubelet's default)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, content in data.items():
+        (folder / key).write_text(content)
+        (folder / key).chmod(int(volume["configMap"].get("defaultMode", 0o644)))
+    return folder
+
+
 def _volumes(
     pod: Mapping[str, Any],
     container: Mapping[str, Any],
     claims: Mapping[str, Path],
+    config_maps: Mapping[str, Mapping[str, str]],
     scratch: Path,
 ) -> list[str]:
     volumes = {volume["name"]: volume for volume in pod.get("volumes") or []}
@@ -172,6 +182,14 @@ def _volumes(
             continue
         if "emptyDir" in volume:  # on the node's disk: a bind mount of a fresh folder
             source = _host_folder(scratch / "emptydir" / mount["name"], EMPTYDIR_MODE, group)
+        elif "configMap" in volume:
+            name = volume["configMap"]["name"]
+            if name not in config_maps:
+                msg = f"volume {mount['name']}: ConfigMap {name} has no test content"
+                raise PodSpecError(msg)
+            source = _config_map(volume, config_maps[name], scratch / "configmap" / name)
+            source = source / mount["subPath"] if mount.get("subPath") else source
+            readonly = ",readonly"
         elif "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
             if claim not in claims:
@@ -230,12 +248,14 @@ def run_settings(
     secrets: Mapping[str, Mapping[str, str]],
     scratch: Path,
     claims: Mapping[str, Path] | None = None,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunSettings:
     """The ``docker run`` settings of ``container_name`` in the pod spec ``pod``.
 
     ``secrets`` maps Secret name -> key -> test value. Volumes become host folders, created
     with the kubelet's modes and fsGroup ownership: an emptyDir under ``scratch``, a
-    PersistentVolumeClaim at ``claims[claim name]``."""
+    PersistentVolumeClaim at ``claims[claim name]``, a ConfigMap's keys (``config_maps[name]``)
+    as read-only files under ``scratch`` (one file with ``subPath``)."""
     container = container_of(pod, container_name)
     security = _security(pod, container)
     ports = {
@@ -249,7 +269,7 @@ def run_settings(
     }
     env = _env(container, secrets)
     options = _security_options(pod, security)
-    options += _volumes(pod, container, claims or {}, scratch)
+    options += _volumes(pod, container, claims or {}, config_maps or {}, scratch)
     options += _resources(container)
     if container.get("workingDir"):
         options += ["--workdir", str(container["workingDir"])]
