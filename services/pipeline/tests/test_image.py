@@ -165,6 +165,7 @@ def test_code_server_answers_the_grpc_health_check(
     # Ready as the kubelet decides it: a pass before failureThreshold probes in a row fail.
     result = code_server.wait_for_probe("readiness", probe.period * probe.failure_threshold)
     assert result.passed, result.detail
+    print(f"grpc-health-check passed in {result.seconds:.1f} s (probe timeout {probe.timeout:g} s)")
     assert probe.command[:4] == ("dagster", "api", "grpc-health-check", "-p")
     # What the chart's run workers (K8sRunLauncher) need from this image, and what only the
     # tests need (polars) stays out.

@@ -30,6 +30,7 @@ from stacktools.servers.process import ManagedServer
 class ProbeResult:
     passed: bool
     detail: str
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ def bridge_gateway() -> str:
             msg = f"Docker's bridge {name} has no IPv4 address: {exc}"
             raise RuntimeError(msg) from exc
     return socket.inet_ntoa(packed[20:24])
+
+
+# An exec probe starts a process in the container (for the pipeline: a Python that imports
+# dagster, 3 s on an idle core). On a machine shared by many test runs that alone took 21 s
+# (load average 36 on 2 cores), so exec probes wait up to this long; HTTP probes keep their
+# own timeouts. ProbeResult.seconds tells how long the command took.
+EXEC_PROBE_TIMEOUT = 120.0
 
 
 class Container(ManagedServer):
@@ -115,22 +123,26 @@ class Container(ManagedServer):
     def _http(self, spec: Probe) -> ProbeResult:
         assert spec.port is not None
         url = f"http://127.0.0.1:{self.published[spec.port]}{spec.path}"
+        began = time.monotonic()
         try:
             with urllib.request.urlopen(url, timeout=spec.timeout) as response:
-                return ProbeResult(200 <= response.status < 400, f"{url}: {response.status}")
+                status = response.status
         except urllib.error.HTTPError as exc:
-            return ProbeResult(200 <= exc.code < 400, f"{url}: {exc.code}")
+            status = exc.code
         except (OSError, TimeoutError) as exc:
-            return ProbeResult(False, f"{url}: {exc}")
+            return ProbeResult(False, f"{url}: {exc}", time.monotonic() - began)
+        return ProbeResult(200 <= status < 400, f"{url}: {status}", time.monotonic() - began)
 
     def _exec(self, spec: Probe) -> ProbeResult:
+        began = time.monotonic()
+        timeout = max(spec.timeout, EXEC_PROBE_TIMEOUT)
         try:
-            # The probe's timeout, plus what `docker exec` itself costs (about 0.5 s here).
-            result = self.exec(list(spec.command), timeout=spec.timeout + 2)
+            result = self.exec(list(spec.command), timeout=timeout)
         except subprocess.TimeoutExpired:
-            return ProbeResult(False, f"{list(spec.command)}: timed out")
+            return ProbeResult(False, f"{list(spec.command)}: timed out", time.monotonic() - began)
         output = (result.stdout + result.stderr).strip()
-        return ProbeResult(result.returncode == 0, f"exit {result.returncode}: {output}")
+        seconds = time.monotonic() - began
+        return ProbeResult(result.returncode == 0, f"exit {result.returncode}: {output}", seconds)
 
     def wait_for_probe(self, kind: str, timeout: float) -> ProbeResult:
         """Poll the probe (at most every second) until it passes; RuntimeError on timeout."""
