@@ -29,7 +29,9 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
-    Step("controlplane", "L3 and above", controlplane.ensure_binaries),
+    Step(
+        "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
+    ),
     Step("istiod", "L4", istiod.ensure_binary),
     Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
     Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
