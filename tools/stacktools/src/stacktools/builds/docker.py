@@ -68,6 +68,13 @@ def docker() -> str:
     raise BuildError(msg)
 
 
+def load_flags() -> list[str]:
+    """``--load`` for a buildx client (its builder may keep the image out of the engine's
+    image store otherwise); a client before 23.0 has no such flag and always loads."""
+    version = _client_version(docker())
+    return ["--load"] if version is not None and version >= BUILDX_REQUIRED_FROM else []
+
+
 def run(
     args: Sequence[str], *, timeout: float = 300, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -183,7 +183,9 @@ def resolve_base(choice: str) -> Base:
             raise BuildError(msg)
         image = standin.ensure()
         found = docker.inspect_image(image)
-        assert found is not None, image
+        if found is None:
+            msg = f"the stand-in base {image} is missing right after its build"
+            raise BuildError(msg)
         return Base(image, str(found["Id"]), standin=True)
     found = docker.inspect_image(choice)
     if found is None:
@@ -226,6 +228,7 @@ def build_argv(context: Context, service: str, base: Base) -> list[str]:
         f"{LABEL}.content-tag={tag}",
         "--progress",
         "plain",
+        *docker.load_flags(),
         str(context.directory),
     ]
 
@@ -292,7 +295,9 @@ def build(context: Context, service: str, base: Base) -> Built:
         _run_build(build_argv(context, service, base), cache_dir() / "images" / f"{service}.log")
         built = True
     image = _image(service, ref)
-    assert image is not None, ref
+    if image is None:
+        msg = f"`docker build` ended without an image {ref} in the engine's image store"
+        raise BuildError(msg)
     return Built(image, built, time.monotonic() - began)
 
 

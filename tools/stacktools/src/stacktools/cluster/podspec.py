@@ -91,7 +91,8 @@ def _security_options(pod: Mapping[str, Any], security: Mapping[str, Any]) -> li
     if security.get("runAsNonRoot") and int(uid) == 0:
         msg = "runAsNonRoot with runAsUser 0: the kubelet refuses to start it"
         raise PodSpecError(msg)
-    options = ["--user", f"{uid}:{gid if gid is not None else uid}"]
+    # The kubelet runs the pod's probes, never an image's HEALTHCHECK.
+    options = ["--no-healthcheck", "--user", f"{uid}:{gid if gid is not None else uid}"]
     fs_group = (pod.get("securityContext") or {}).get("fsGroup")
     if fs_group is not None:
         options += ["--group-add", str(fs_group)]
