@@ -93,4 +93,11 @@ def test_kind_and_the_push_playbook_build_with_the_set_up_steps_build() -> None:
         assert "docker build" not in text, playbook
         assert "[docker, build" not in text, playbook
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^push-images:.*\n\tansible-playbook playbooks/images.yml", makefile, re.M)
+    # Deploy's set-up only (no Go, no test tools), then the playbook.
+    target = re.search(r"^push-images:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert target, "no push-images target in the Makefile"
+    assert target.group(1).splitlines() == [
+        "\t@bash tools/setup.sh deploy",
+        "\tansible-playbook playbooks/images.yml -i $(INVENTORY) "
+        "$(if $(REGISTRY),-e stack_image_registry=$(REGISTRY))",
+    ]

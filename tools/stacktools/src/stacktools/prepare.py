@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, images, istiod, registry
+from stacktools.builds import controlplane, ferretdb, images, istiod, kind, registry, traefik
 from stacktools.builds.gobuild import BuildError
 from stacktools.servers import dockerd
 
@@ -33,6 +33,12 @@ STEPS: tuple[Step, ...] = (
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
     ),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
     Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
     Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
     Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
