@@ -206,7 +206,7 @@ def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stac
         "--timeout=120s",
         timeout=150,
     )
-    say(f"stack converged on the node in {time.monotonic() - began:.0f} s")
+    say(f"stack ready on the node in {time.monotonic() - began:.0f} s")
     return stack
 
 

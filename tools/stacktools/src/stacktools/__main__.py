@@ -1,7 +1,8 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
-``traefik`` (start/stop/status/build one server; see each command's ``--help``).
+``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``engine`` (the
+Docker engine) and ``images`` (build the service images).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ COMMANDS = {
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
     "node": ("stacktools.servers.node", "a node (kubelet, containerd) and its control plane"),
     "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
+    "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
+    "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
 }
 
 

@@ -18,18 +18,21 @@ from stacktools.builds import (
     containerd,
     controlplane,
     coredns,
-    debian,
     ferretdb,
+    images,
     istiod,
     kind,
     metrics_server,
     node_images,
+    node_packages,
     pause,
+    registry,
     runc,
     service_images,
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import dockerd
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,15 @@ STEPS: tuple[Step, ...] = (
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
-    Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", debian.ensure_packages),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
+    ),
+    Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", node_packages.ensure),
     Step("containerd", "L4.5 node", containerd.ensure_binaries),
     Step("runc", "L4.5 node", runc.ensure_binary),
     Step("cni-plugins", "L4.5 node", cni.ensure_directory),

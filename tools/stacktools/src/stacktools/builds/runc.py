@@ -2,7 +2,7 @@
 
 runc needs cgo (its nsexec code is C) and libseccomp for the ``RuntimeDefault`` seccomp profile
 that the stack's pods ask for: the set-up step installs Debian's ``libseccomp-dev`` and a C
-compiler (stacktools.builds.debian). Built as runc's Makefile does, without the ``libpathrs``
+compiler (stacktools.builds.node_packages). Built as runc's Makefile does, without the ``libpathrs``
 tag (that library is Rust, not in Debian 12).
 """
 
@@ -16,7 +16,7 @@ MODULE = "github.com/opencontainers/runc"
 # Pinned: the runc containerd v2.4.2's CI runs (its script/setup/runc-version); cgroup v1 is
 # supported until May 2029 (runc's docs/deprecated.md).
 VERSION = "v1.5.2"
-# What the build needs from Debian (stacktools.builds.debian installs them).
+# What the build needs from Debian (stacktools.builds.node_packages installs them).
 DEBIAN_PACKAGES = ("gcc", "libc6-dev", "libseccomp-dev", "pkg-config")
 
 BUILD = ModuleBuild(
