@@ -8,6 +8,7 @@ through the real components, and that a node leaves nothing behind when it stops
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -20,7 +21,13 @@ import pytest
 
 from stacktools.builds import containerd, ferretdb, node_images
 from stacktools.builds.controlplane import KUBERNETES_VERSION
-from stacktools.servers.node import NODE_NAME, Node
+from stacktools.servers.node import (
+    NODE_NAME,
+    Node,
+    NodeError,
+    check_inotify,
+    inotify_instances_in_use,
+)
 from stacktools.servers.nodenet import Slot, cgroup_paths
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
@@ -244,3 +251,19 @@ def test_cli_starts_a_second_node_and_stop_leaves_nothing(cli: Any, tmp_path: Pa
     link = subprocess.run(["ip", "link", "show", slot.host_link], capture_output=True, check=False)
     assert link.returncode != 0
     assert not (tmp_path / "n" / "state.json").exists()
+
+
+def test_a_node_that_would_exceed_the_inotify_limit_is_refused_naming_it() -> None:
+    """Past fs.inotify.max_user_instances the kubelet and containerd's CRI fail with errors
+    that do not name the cause (seen with three nodes and other control planes at once)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init()
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        # At least this one (other processes of this user open and close theirs meanwhile).
+        assert inotify_instances_in_use(os.getuid()) >= 1
+    finally:
+        os.close(fd)
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    with pytest.raises(NodeError, match=r"fs\.inotify\.max_user_instances=\d+ .* need about"):
+        check_inotify(needed=limit + 1)

@@ -58,8 +58,51 @@ STATE_FILE = "state.json"
 PRIVATE_FOLDERS = ("/run", "/var/lib", "/var/log")
 
 
+# inotify instances a node and its control plane take (measured: kube-apiserver 6,
+# kube-controller-manager 7, kubelet 6, containerd 2, kube-scheduler, kube-proxy and
+# metrics-server 1 each), with some to spare. The kernel's limit is per user
+# (fs.inotify.max_user_instances, often 128): past it the kubelet cannot watch its CA file and
+# containerd's CRI plugin does not load, and the node fails with errors that do not say why.
+INOTIFY_NEEDED = 30
+
+
 class NodeError(RuntimeError):
     """The node did not start or is not running; the message says why and where to look."""
+
+
+def inotify_instances_in_use(uid: int) -> int:
+    """The inotify instances open in the processes of ``uid`` that this machine shows."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == "anon_inode:inotify":
+                    count += 1
+        except OSError:
+            continue  # the process ended, or its fds are not ours to read
+    return count
+
+
+def check_inotify(needed: int = INOTIFY_NEEDED) -> None:
+    """Fail naming fs.inotify.max_user_instances when a node would not fit under it."""
+    limit_file = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return
+    used = inotify_instances_in_use(os.getuid())
+    if limit - used < needed:
+        msg = (
+            f"only {limit - used} of fs.inotify.max_user_instances={limit} inotify instances "
+            f"are free for this user ({used} in use); a node and its control plane need about "
+            f"{needed}. Stop other nodes or control planes, or raise the limit "
+            "(sysctl -w fs.inotify.max_user_instances=512)."
+        )
+        raise NodeError(msg)
 
 
 class Node(ManagedServer):
@@ -95,6 +138,7 @@ class Node(ManagedServer):
     def start(self, timeout: float = 600.0) -> None:
         began = time.monotonic()
         deadline = began + timeout
+        check_inotify()
         built = binaries()
         runtime = containerd.binaries()
         runc_binary = runc.binary()
