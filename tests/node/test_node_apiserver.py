@@ -310,6 +310,7 @@ def test_drain_respects_the_pod_disruption_budget(stack: Stack) -> None:
                 "drain",
                 "stack-node",
                 "--pod-selector=app.kubernetes.io/name=apiserver",
+                "--delete-emptydir-data",  # the pods' /tmp
                 "--timeout=40s",
                 timeout=90,
             )
