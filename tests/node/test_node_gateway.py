@@ -122,21 +122,23 @@ def test_upsert_and_read_from_this_machine_through_the_listener(
     assert bad.json()["error"] == "validation_error"
     # Not a route of the Gateway: Traefik answers, no pod sees it.
     assert _call(gateway, stack, "GET", "/internal-read").status == 404
+
     # The pods received the rewritten paths (their access log on stdout, read through the
-    # kubelet; the kubelet's probes aside).
-    logs = zip((stable, canary), marks, strict=True)
-    paths = [
-        entry["path"]
-        for log, mark in logs
-        for entry in log.since(mark)
-        if entry["path"] not in PROBES
-    ]
-    assert sorted(p.split("?")[0] for p in paths) == [
-        "/internal-insert",
-        "/internal-insert",
-        "/internal-insert",
-        "/internal-read",
-    ], paths
+    # kubelet; the kubelet's probes aside), once the container runtime has written them.
+    def received() -> list[str]:
+        logs = zip((stable, canary), marks, strict=True)
+        return sorted(
+            entry["path"].split("?")[0]
+            for log, mark in logs
+            for entry in log.since(mark)
+            if entry["path"] not in PROBES
+        )
+
+    expected = ["/internal-insert"] * 3 + ["/internal-read"]
+    deadline = time.monotonic() + 30
+    while (paths := received()) != expected and time.monotonic() < deadline:
+        time.sleep(1)
+    assert paths == expected
     # The record is the one a pod in the cluster reads through the Service.
     out = stack.python(
         f"""
