@@ -15,6 +15,8 @@ import pymongo
 import pytest
 from deltalake import DeltaTable
 
+from stacktools.cluster import dagster_chart
+
 from .conftest import Stack
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
@@ -143,7 +145,7 @@ def test_export_job_writes_the_delta_table_the_host_reads_back(
                 time.sleep(2)
         """
     )
-    job = {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "export-records", "namespace": NAMESPACE},
@@ -170,6 +172,33 @@ def test_export_job_writes_the_delta_table_the_host_reads_back(
             },
         },
     }
+    # The K8sRunLauncher mounts the chart's instance file (telemetry as the role's values set
+    # it: off) at DAGSTER_HOME/dagster.yaml; without it Dagster writes a telemetry id under
+    # the read-only home folder and the run fails.
+    values = {"telemetry": {"enabled": False}}  # roles/dagster/templates/helm/dagster-values
+    instance: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": dagster_chart.instance_config_map("dagster"),
+            "namespace": NAMESPACE,
+        },
+        "data": {dagster_chart.INSTANCE_KEY: dagster_chart.instance_yaml(values)},
+    }
+    stack.kubectl("apply", "-f", "-", stdin=json.dumps(instance))
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"].append(
+        {"name": "dagster-instance", "configMap": {"name": instance["metadata"]["name"]}}
+    )
+    pod["containers"][0]["volumeMounts"].append(
+        {
+            "name": "dagster-instance",
+            "mountPath": f"{DAGSTER_HOME}/{dagster_chart.INSTANCE_KEY}",
+            "subPath": dagster_chart.INSTANCE_KEY,
+        }
+    )
+    # A Job's pod template cannot change: a run on a reused node (STACK_NODE_DIR) starts anew.
+    stack.kubectl("-n", NAMESPACE, "delete", "job", "export-records", "--ignore-not-found")
     stack.kubectl("apply", "-f", "-", stdin=json.dumps(job))
     try:
         stack.kubectl(
