@@ -16,10 +16,15 @@ BATCH_SIZE ?= 0
 APISERVER_BASE_URL ?= http://localhost:8010
 KIND_CONTEXT ?= kind-gateway-api-stack
 
-.PHONY: help setup deploy test lint pytest test-controlplane demo test-insert bench clean
+# The levels of the proof ladder: one pytest marker and one make target each (make test-<level>).
+LEVELS := lint services schemas controlplane istiod images charts dataplane node
+
+.PHONY: help setup prepare deploy test lint lint-only pytest demo test-insert bench clean \
+	$(addprefix test-,$(LEVELS))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@printf '  make %-12s %s\n' 'test-<level>' 'one level of the ladder, one of: $(LEVELS)'
 
 setup: ## install the pinned toolchain into .venv (uv.lock) and the Ansible collections
 	@bash tools/setup.sh
@@ -39,9 +44,15 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
-test: setup lint pytest ## every check: linters, then all test suites
+prepare: setup ## build (or reuse) every binary, image and chart the tests use
+	python -m stacktools prepare
 
-lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
+test: ## every check: set-up, builds, linters, all levels; prints a time table
+	@bash tools/ladder.sh
+
+lint: setup lint-only ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
+
+lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
@@ -49,11 +60,11 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint
 
-pytest: setup ## the test suites (FerretDB and the control plane are built on first use)
+pytest: prepare ## every test suite (after the builds)
 	pytest
 
-test-controlplane: setup ## only the site on the local control plane + istiod (molecule test -s controlplane)
-	molecule test -s controlplane
+$(addprefix test-,$(LEVELS)): test-%: prepare ## one level of the ladder: make test-<level>
+	pytest -m $*
 
 demo: setup ## the data path without Kubernetes: FerretDB, apiserver, generator, Delta export
 	python tools/demo.py --count $(COUNT)

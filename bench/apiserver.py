@@ -36,8 +36,9 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient, ReturnDocument
 
-from stacktools.ferretdb import FERRETDB_VERSION, FerretDB
+from stacktools.builds.ferretdb import FERRETDB_VERSION
 from stacktools.net import free_port, wait_for_port
+from stacktools.servers.ferretdb import FerretDB
 
 LUA = Path(__file__).resolve().parent / "lua" / "upsert.lua"
 CONCURRENCY = (1, 16, 64)

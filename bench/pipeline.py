@@ -33,7 +33,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from stacktools.ferretdb import FERRETDB_VERSION, FerretDB
+from stacktools.builds.ferretdb import FERRETDB_VERSION
+from stacktools.servers.ferretdb import FerretDB
 
 BATCH = 10_000
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.schemas
+
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
 # Services made by Helm charts (not rendered by the roles): <release>-dagster-webserver (dagster

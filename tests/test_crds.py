@@ -1,5 +1,5 @@
-"""stacktools.crds: the pinned CRD files, the offline/downloaded CRDs folder, and the translation
-of structural schemas into JSON Schemas that refuse what the API server refuses."""
+"""stacktools.cluster.crds: the pinned CRD files, the offline/downloaded CRDs folder, and the
+translation of structural schemas into JSON Schemas that refuse what the API server refuses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from stacktools.crds import (
+from stacktools.cluster.crds import (
     ISTIOD_BUNDLE,
     PINNED,
     CrdError,
@@ -22,6 +22,8 @@ from stacktools.crds import (
     load_crds,
     to_json_schema,
 )
+
+pytestmark = pytest.mark.schemas
 
 
 def test_the_crds_folder_holds_exactly_the_pinned_files() -> None:

@@ -7,7 +7,11 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from apiserver.metrics import Metrics
+
+pytestmark = pytest.mark.schemas
 
 APISERVER_METRIC = re.compile(r"\b(apiserver_[a-z_]+)\b")
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.schemas
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "playbooks" / "lookup_plugins" / "stack_image_tag.py"
 

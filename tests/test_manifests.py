@@ -1,6 +1,6 @@
 """Every manifest every role applies, rendered for every inventory, is one the API server of
 Kubernetes 1.36 would accept: built-in kinds against kubernetes-validate's strict 1.36 schemas,
-custom resources against the openAPIV3Schema of the real upstream CRDs (stacktools.crds)."""
+custom resources against the openAPIV3Schema of the real upstream CRDs (stacktools.cluster.crds)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from stacktools.crds import CrdError, crds_root, custom_resource_schema, load_crds
+from stacktools.cluster.crds import CrdError, crds_root, custom_resource_schema, load_crds
+
+pytestmark = pytest.mark.schemas
 
 KUBERNETES_VERSION = "1.36"
 INVENTORIES = ("local", "staging", "production")

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.lint
+
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
 ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from apiserver.settings import Settings
+
+pytestmark = pytest.mark.lint
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.lint
+
 ROLES_DIR = Path(__file__).resolve().parents[1] / "roles"
 ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
 SECRET_FACTS = ("password", "api_key", "uri", "config_hash")

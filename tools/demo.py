@@ -25,8 +25,8 @@ import polars as pl
 from deltalake import DeltaTable
 from pymongo import MongoClient
 
-from stacktools.ferretdb import FerretDB
 from stacktools.net import free_port
+from stacktools.servers.ferretdb import FerretDB
 
 BIN = Path(sys.executable).parent
 

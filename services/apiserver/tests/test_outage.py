@@ -10,7 +10,7 @@ import anyio
 import pytest
 from pymongo import MongoClient
 
-from stacktools.ferretdb import FerretDB, wait_until_stopped
+from stacktools.servers.ferretdb import FerretDB, wait_until_stopped
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -14,18 +14,20 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from stacktools.build import BuildError
-from stacktools.controlplane import ControlPlane
-from stacktools.controlplane_build import (
+from stacktools.builds.controlplane import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
     ensure_binaries,
     module_dir,
 )
-from stacktools.crds import crds_root
+from stacktools.builds.gobuild import BuildError, BuildMissingError
+from stacktools.cluster.crds import crds_root
+from stacktools.servers.controlplane import ControlPlane
 
 if TYPE_CHECKING:
     from conftest import InstallCrds, WaitFor
+
+pytestmark = pytest.mark.controlplane
 
 GATEWAY_API = "gateway.networking.k8s.io"
 
@@ -289,3 +291,14 @@ def test_missing_go_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(BuildError, match=r"Go is required .* `go` is not on PATH"):
         ensure_binaries()
+
+
+def test_a_server_never_builds_it_names_the_set_up_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STACK_CACHE_DIR", str(tmp_path / "cache"))  # nothing built here
+    with pytest.raises(
+        BuildMissingError, match=r"Kubernetes v1\.36\.3 is not built .*make prepare"
+    ):
+        ControlPlane(tmp_path / "cluster").start()
+    assert not list((tmp_path / "cache").rglob("kube-apiserver*"))

@@ -1,4 +1,4 @@
-"""`python -m stacktools.controlplane start|status|stop` as the Molecule create/destroy
+"""`python -m stacktools controlplane start|status|stop` as the Molecule create/destroy
 playbooks call it: the servers outlive the starting process and stop leaves nothing behind."""
 
 from __future__ import annotations
@@ -11,16 +11,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from kubernetes import client, config
 
-from stacktools.controlplane import ControlPlane
-from stacktools.processes import pid_running
+from stacktools.servers.controlplane import ControlPlane
+from stacktools.servers.process import pid_running
 
 if TYPE_CHECKING:
     from conftest import Cli
 
+pytestmark = pytest.mark.controlplane
 
-CLI_MODULE = "stacktools.controlplane"  # what the `cli` fixture runs
+
+CLI_MODULE = "stacktools.servers.controlplane"  # what the `cli` fixture runs
 
 
 def test_start_status_stop_from_separate_processes(tmp_path: Path, cli: Cli) -> None:
@@ -92,7 +95,7 @@ def test_servers_die_with_the_test_process(tmp_path: Path) -> None:
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from stacktools.controlplane import ControlPlane\n"
+        "from stacktools.servers.controlplane import ControlPlane\n"
         "plane = ControlPlane(Path(sys.argv[1]))\n"
         "plane.start()\n"
         "print(json.dumps([p.pid for p in plane.processes]), flush=True)\n"

@@ -6,7 +6,9 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from stacktools.ferretdb import FerretDB
+from stacktools.servers.ferretdb import FerretDB
+
+pytestmark = pytest.mark.services
 
 
 def test_stop_and_start_keep_data_and_port(ferretdb_server: FerretDB) -> None:

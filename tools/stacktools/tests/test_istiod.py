@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client, config
 
-from stacktools.controlplane import ControlPlane
-from stacktools.crds import crds_root
-from stacktools.istiod import GATEWAY_API_BUNDLE, ISTIO_MODULE_VERSION, NAMESPACE, Istiod
+from stacktools.builds.istiod import GATEWAY_API_BUNDLE, ISTIO_MODULE_VERSION
+from stacktools.cluster.crds import crds_root
+from stacktools.servers.controlplane import ControlPlane
+from stacktools.servers.istiod import NAMESPACE, Istiod
 
 if TYPE_CHECKING:
     from conftest import InstallCrds, WaitFor
+
+pytestmark = pytest.mark.istiod
 
 GROUP = "gateway.networking.k8s.io"
 
@@ -32,7 +35,7 @@ def mesh(
     gateway_api = sorted((crds_root() / "gateway-api" / "experimental").glob("*.yaml"))
     assert gateway_api, (
         f"Gateway API {GATEWAY_API_BUNDLE} experimental CRDs missing under {crds_root()}"
-        "/gateway-api/experimental (stacktools.crds.ISTIOD_BUNDLE)"
+        "/gateway-api/experimental (stacktools.cluster.crds.ISTIOD_BUNDLE)"
     )
     with ControlPlane(directory / "cluster") as plane:
         api = config.new_client_from_config(str(plane.kubeconfig))

@@ -1,4 +1,4 @@
-"""`python -m stacktools.istiod start|status|stop` as the Molecule controlplane scenario calls
+"""`python -m stacktools istiod start|status|stop` as the Molecule controlplane scenario calls
 it: istiod outlives the starting process, acts on the cluster, a second start reuses it, stop
 leaves nothing behind and may be repeated, and a wrong kubeconfig is an error message."""
 
@@ -12,16 +12,18 @@ from typing import TYPE_CHECKING
 import pytest
 from kubernetes import client, config
 
-from stacktools.controlplane import ControlPlane
-from stacktools.crds import crds_root
-from stacktools.istiod import NAMESPACE
-from stacktools.processes import pid_running
+from stacktools.cluster.crds import crds_root
+from stacktools.servers.controlplane import ControlPlane
+from stacktools.servers.istiod import NAMESPACE
+from stacktools.servers.process import pid_running
 
 if TYPE_CHECKING:
     from conftest import Cli, InstallCrds, WaitFor
 
+pytestmark = pytest.mark.istiod
 
-CLI_MODULE = "stacktools.istiod"  # what the `cli` fixture runs
+
+CLI_MODULE = "stacktools.servers.istiod"  # what the `cli` fixture runs
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from stacktools.controlplane import ControlPlane
-from stacktools.controlplane_build import KUBERNETES_VERSION, binaries_dir
-from stacktools.ferretdb import FERRETDB_MODULE, FerretDB, binary_version, ensure_binary
+from stacktools.builds import ferretdb as ferretdb_build
+from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
+from stacktools.servers.controlplane import ControlPlane
+from stacktools.servers.ferretdb import FerretDB
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -30,10 +31,11 @@ def _mongodb_header() -> str:
     if os.environ.get("MONGODB_URI"):
         return "mongodb: MONGODB_URI from the environment (FerretDB not started)"
     try:
-        binary = ensure_binary()
+        binary = ferretdb_build.binary()
     except Exception as exc:  # reported in the header; the fixtures raise it again
         return f"mongodb: FerretDB unavailable: {exc}"
-    return f"mongodb: FerretDB {binary_version(binary)} ({FERRETDB_MODULE}, sqlite) at {binary}"
+    version = ferretdb_build.binary_version(binary)
+    return f"mongodb: FerretDB {version} ({ferretdb_build.FERRETDB_MODULE}, sqlite) at {binary}"
 
 
 def _controlplane_header() -> str:
@@ -41,7 +43,7 @@ def _controlplane_header() -> str:
         folder = binaries_dir()
     except Exception as exc:  # reported in the header; the fixture raises it again
         return f"controlplane: unavailable: {exc}"
-    state = "cached" if (folder / "kube-apiserver").is_file() else "built on first use"
+    state = "built" if (folder / "kube-apiserver").is_file() else "NOT built (make prepare)"
     return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
 
 

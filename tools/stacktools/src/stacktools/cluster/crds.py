@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from stacktools.build import file_lock
+from stacktools.builds.gobuild import file_lock
 from stacktools.paths import cache_dir, crds_dir, repo_root
 
 GATEWAY_API_VERSION = "v1.5.1"
@@ -129,7 +129,7 @@ PINNED: tuple[CrdFile, ...] = (
 )
 
 
-# The bundle the istiod of the tests needs (it watches TCPRoute v1 only; see stacktools.istiod),
+# The bundle the istiod of the tests needs (it watches TCPRoute v1 only; see builds.istiod),
 # in `gateway-api/` as in shared/crds; read by the istiod tests alone.
 ISTIOD_GATEWAY_API_VERSION = "v1.6.1"
 _ISTIOD_GATEWAY = (

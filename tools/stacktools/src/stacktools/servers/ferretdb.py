@@ -1,49 +1,15 @@
 """FerretDB: a real MongoDB wire-protocol server (SQLite backend) on loopback for tests.
 
-The binary is built once from the Go module proxy (``github.com/FerretDB/FerretDB``, the
-version pinned below) and cached. FerretDB embeds its version from a file that the module
-archive lacks, so the build writes that file into a temporary copy of the module source.
-"""
+The binary comes from the set-up step (:mod:`stacktools.builds.ferretdb`)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from stacktools.build import file_lock, go_build, module_source, writable_copy
+from stacktools.builds import ferretdb as build
 from stacktools.net import free_port, wait_for_port
-from stacktools.paths import cache_dir
-from stacktools.processes import ManagedServer, ServerProcess, start_process
-
-FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
-# Pinned: the newest v1 release on the Go module proxy (2026-11-26) with the SQLite backend.
-FERRETDB_VERSION = "v1.24.2"
-
-
-def ensure_binary() -> Path:
-    """Path of the cached FerretDB binary, building it first when missing."""
-    target = cache_dir() / "bin" / f"ferretdb-{FERRETDB_VERSION}"
-    if target.is_file():
-        return target
-    with file_lock(cache_dir() / "locks" / "ferretdb.lock"):
-        if target.is_file():
-            return target
-        source = module_source(FERRETDB_MODULE, FERRETDB_VERSION)
-        with writable_copy(source) as workdir:
-            version_file = Path(workdir) / "build" / "version" / "version.txt"
-            version_file.write_text(FERRETDB_VERSION + "\n")
-            go_build(Path(workdir), "./cmd/ferretdb", target)
-    return target
-
-
-def binary_version(binary: Path) -> str:
-    """The version line the binary prints, e.g. ``v1.24.2``."""
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("version:"):
-            return line.split(":", 1)[1].strip()
-    return out.stdout.strip()
+from stacktools.servers.process import ManagedServer, ServerProcess, start_process
 
 
 class FerretDB(ManagedServer):
@@ -54,7 +20,7 @@ class FerretDB(ManagedServer):
     """
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.binary = ensure_binary()
+        self.binary = build.binary()
         self.data_dir = data_dir
         self.port = port or free_port()
         self.log_path = data_dir / "ferretdb.log"

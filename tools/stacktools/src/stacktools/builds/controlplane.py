@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacktools.build import (
+from stacktools.builds.gobuild import (
     file_lock,
     go_build,
     repo_go_module,
+    require_built,
     require_go_version,
     source_hash,
 )
@@ -34,6 +35,9 @@ PACKAGES = {
     "etcd": "./cmd/etcd",
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    # The client the benchmarks compare Ansible with (`kubectl apply --server-side`), and a
+    # way for a person to look at the test cluster.
+    "kubectl": "k8s.io/kubernetes/cmd/kubectl",
 }
 
 
@@ -60,6 +64,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kubectl: Path
 
 
 def module_dir() -> Path:
@@ -77,11 +82,19 @@ def _binaries(directory: Path) -> Binaries:
         etcd=directory / "etcd",
         kube_apiserver=directory / "kube-apiserver",
         kube_controller_manager=directory / "kube-controller-manager",
+        kubectl=directory / "kubectl",
     )
 
 
+def binaries() -> Binaries:
+    """The cached binaries; :class:`BuildMissingError` when the set-up step has not built them."""
+    directory = binaries_dir()
+    require_built([directory / name for name in PACKAGES], f"Kubernetes {KUBERNETES_VERSION}")
+    return _binaries(directory)
+
+
 def ensure_binaries() -> Binaries:
-    """The cached binaries, building the missing ones first (cold: many minutes)."""
+    """The cached binaries, building the missing ones first (set-up step; cold: minutes)."""
     module = module_dir()
     directory = binaries_dir(module)
     wanted = {name: directory / name for name in PACKAGES}

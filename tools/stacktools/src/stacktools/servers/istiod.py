@@ -13,10 +13,10 @@ does not exist here, and its Pods could not run on a node-less cluster anyway. S
 
 Command line (used by the Molecule ``controlplane`` scenario)::
 
-    python -m stacktools.istiod start  --dir DIR --kubeconfig KUBECONFIG  # idempotent
-    python -m stacktools.istiod status --dir DIR   # JSON; exit 0 only when ready
-    python -m stacktools.istiod stop   --dir DIR   # fine when nothing runs
-    python -m stacktools.istiod build              # build or reuse the binary; print its path
+    python -m stacktools istiod start  --dir DIR --kubeconfig KUBECONFIG  # idempotent
+    python -m stacktools istiod status --dir DIR   # JSON; exit 0 only when ready
+    python -m stacktools istiod stop   --dir DIR   # fine when nothing runs
+    python -m stacktools istiod build              # build or reuse the binary; print its path
 
 ``start`` leaves istiod running in its own session (state in ``DIR/state.json``), so it
 outlives the command; ``stop`` finds it again from there.
@@ -34,57 +34,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stacktools.build import (
-    BuildError,
-    file_lock,
-    go_build,
-    repo_go_module,
-    require_go_version,
-    source_hash,
+from stacktools.builds.gobuild import BuildError
+from stacktools.builds.istiod import (
+    ISTIO_MODULE_VERSION,
+    ISTIO_VERSION_LABEL,
+    binary,
+    ensure_binary,
 )
 from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.net import free_port
-from stacktools.paths import cache_dir
-from stacktools.processes import ManagedServer, ServerProcess, start_process
+from stacktools.servers.process import ManagedServer, ServerProcess, start_process
 
-# Pinned in tools/istiod/go.mod (where the reason is recorded); a test checks they agree.
-ISTIO_MODULE_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
-ISTIO_VERSION_LABEL = "1.31-dev"  # the module's VERSION file says 1.31
-GATEWAY_API_BUNDLE = "v1.6.1"  # this istiod requires TCPRoute CRDs of bundle >= v1.6.0
-GO_MINIMUM = (1, 26)
-PACKAGE = "istio.io/istio/pilot/cmd/pilot-discovery"
 NAMESPACE = "istio-system"
-BUILD_FLAGS = (
-    "-mod=readonly",
-    "-ldflags=-s -w"
-    f" -X istio.io/istio/pkg/version.buildVersion={ISTIO_VERSION_LABEL}"
-    f" -X istio.io/istio/pkg/version.buildGitRevision={ISTIO_MODULE_VERSION.rsplit('-', 1)[1]}"
-    " -X istio.io/istio/pkg/version.buildStatus=Clean",
-)
-BUILD_ENV = {"CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": "-buildvcs=false"}
 STATE_FILE = "state.json"
 
 
 class IstiodError(RuntimeError):
     """istiod did not start; the message says why and where its log is."""
-
-
-def binary_path() -> Path:
-    module = repo_go_module("istiod")
-    key = source_hash(module, (BUILD_FLAGS, sorted(BUILD_ENV.items())))
-    return cache_dir() / "bin" / f"istiod-{ISTIO_VERSION_LABEL}-{key}" / "pilot-discovery"
-
-
-def ensure_binary() -> Path:
-    """The cached pilot-discovery, building it first when missing (cold: several minutes)."""
-    target = binary_path()
-    if target.is_file():
-        return target
-    with file_lock(cache_dir() / "locks" / "istiod.lock"):
-        if not target.is_file():
-            require_go_version(GO_MINIMUM, f"istiod ({ISTIO_VERSION_LABEL})")
-            go_build(repo_go_module("istiod"), PACKAGE, target, env=BUILD_ENV, flags=BUILD_FLAGS)
-    return target
 
 
 class Istiod(ManagedServer):
@@ -150,7 +116,7 @@ class Istiod(ManagedServer):
 
     def start(self, timeout: float = 120.0) -> None:
         """Start istiod and wait for its /ready endpoint. ``istio-system`` must exist."""
-        binary = ensure_binary()
+        executable = binary()
         self.directory.mkdir(parents=True, exist_ok=True)
         mesh = self.directory / "mesh.yaml"
         mesh.write_text("{}\n")  # mesh defaults
@@ -163,7 +129,7 @@ class Istiod(ManagedServer):
             "--monitoringAddr": free_port(),
         }
         argv = [
-            str(binary),
+            str(executable),
             "discovery",
             f"--kubeconfig={self.kubeconfig}",
             "--domain=cluster.local",
@@ -247,7 +213,7 @@ def _cmd_build(_: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     commands = lifecycle_parser(
-        "python -m stacktools.istiod",
+        "python -m stacktools istiod",
         f"istiod ({ISTIO_VERSION_LABEL}, istio.io/istio {ISTIO_MODULE_VERSION}) "
         "against a kubeconfig, outside the cluster.",
         what="istiod",

@@ -1,4 +1,5 @@
-"""Build Go programs from the Go module proxy into the cache, once per version."""
+"""Build Go programs from the Go module proxy into the cache, once per version; the one
+cache and key scheme every build of the set-up step uses."""
 
 from __future__ import annotations
 
@@ -18,6 +19,24 @@ from pathlib import Path
 
 class BuildError(RuntimeError):
     """A required tool is missing or a build failed; the message says which."""
+
+
+class BuildMissingError(BuildError):
+    """A test or server needs something the set-up step builds, and it is not built."""
+
+
+PREPARE_HINT = "run `make prepare` (python -m stacktools prepare) first"
+
+
+def require_built(paths: Sequence[Path], what: str) -> None:
+    """Raise :class:`BuildMissingError` naming ``what`` unless every one of ``paths`` exists.
+
+    Servers and fixtures call this instead of building: builds belong to the set-up step
+    (``make prepare``), never to a test's timeout."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        msg = f"{what} is not built ({', '.join(missing)} missing): {PREPARE_HINT}"
+        raise BuildMissingError(msg)
 
 
 def require_go() -> str:

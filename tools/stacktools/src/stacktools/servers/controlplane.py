@@ -7,16 +7,15 @@ and ``state.json`` (ports and PIDs, so another process can stop the cluster).
 
 Command line (used by the Molecule ``controlplane`` scenario)::
 
-    python -m stacktools.controlplane start  --dir DIR   # prints the kubeconfig path
-    python -m stacktools.controlplane status --dir DIR   # JSON; exit 0 only when ready
-    python -m stacktools.controlplane stop   --dir DIR [--wipe]
-    python -m stacktools.controlplane build              # build or reuse the binaries
+    python -m stacktools controlplane start  --dir DIR   # prints the kubeconfig path
+    python -m stacktools controlplane status --dir DIR   # JSON; exit 0 only when ready
+    python -m stacktools controlplane stop   --dir DIR [--wipe]
+    python -m stacktools controlplane build              # build or reuse the binaries
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shutil
 import ssl
@@ -28,53 +27,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacktools.build import BuildError
+from stacktools.builds.controlplane import (
+    KUBERNETES_VERSION,
+    Binaries,
+    binaries,
+    ensure_binaries,
+)
+from stacktools.builds.gobuild import BuildError
 from stacktools.cli import lifecycle_parser, print_status, run
-from stacktools.controlplane_build import KUBERNETES_VERSION, Binaries, ensure_binaries
+from stacktools.cluster.kubeconfig import CLUSTER_NAME as KUBECONFIG_CLUSTER
+from stacktools.cluster.kubeconfig import write_kubeconfig
+from stacktools.cluster.pki import FRONT_PROXY_CLIENT, Pki, ensure_pki
 from stacktools.net import free_port, wait_for_port
-from stacktools.pki import FRONT_PROXY_CLIENT, CertPaths, Pki, ensure_pki
-from stacktools.processes import ManagedServer, ServerProcess, start_process
+from stacktools.servers.process import ManagedServer, ServerProcess, start_process
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-CLUSTER_NAME = "controlplane"
+CLUSTER_NAME = KUBECONFIG_CLUSTER
 STATE_FILE = "state.json"
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not start or is not running; the message says why."""
-
-
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
-
-
-def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPaths, user: str) -> None:
-    """A self-contained kubeconfig (certificates embedded); JSON is valid kubeconfig YAML."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": CLUSTER_NAME,
-                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate-data": _b64(client.cert),
-                    "client-key-data": _b64(client.key),
-                },
-            }
-        ],
-        "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user}}],
-        "current-context": CLUSTER_NAME,
-    }
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
 
 
 def apiserver_args(binaries: Binaries, pki: Pki, etcd_port: int, port: int) -> list[str]:
@@ -181,7 +156,7 @@ class ControlPlane(ManagedServer):
         """
         if self.running():
             return
-        binaries = ensure_binaries()
+        built = binaries()
         began = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
         pki = self.pki
@@ -204,7 +179,7 @@ class ControlPlane(ManagedServer):
             self._launch(
                 "etcd",
                 [
-                    str(binaries.etcd),
+                    str(built.etcd),
                     f"--data-dir={self.directory / 'etcd'}",
                     f"--client-port={self.ports['etcd']}",
                     f"--peer-port={self.ports['etcd-peer']}",
@@ -217,7 +192,7 @@ class ControlPlane(ManagedServer):
             )
             self._launch(
                 "kube-apiserver",
-                apiserver_args(binaries, pki, self.ports["etcd"], self.ports["kube-apiserver"]),
+                apiserver_args(built, pki, self.ports["etcd"], self.ports["kube-apiserver"]),
             )
             self._wait(
                 "kube-apiserver",
@@ -230,7 +205,7 @@ class ControlPlane(ManagedServer):
             self._launch(
                 "kube-controller-manager",
                 controller_manager_args(
-                    binaries, pki, cm_kubeconfig, self.ports["kube-controller-manager"]
+                    built, pki, cm_kubeconfig, self.ports["kube-controller-manager"]
                 ),
             )
             cm_health = f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz"
@@ -389,14 +364,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(_: argparse.Namespace) -> int:
-    binaries = ensure_binaries()
-    print(binaries.kube_apiserver.parent)
+    print(ensure_binaries().kube_apiserver.parent)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     commands = lifecycle_parser(
-        "python -m stacktools.controlplane",
+        "python -m stacktools controlplane",
         f"Local node-less Kubernetes {KUBERNETES_VERSION} control plane.",
         what="the servers",
         start_timeout=180.0,

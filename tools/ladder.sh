@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: the whole proof ladder, each stage timed, then a table of where the time went.
+#   set-up   uv, .venv, collections (tools/setup.sh)
+#   prepare  every binary, image and chart the tests use (python -m stacktools prepare):
+#            built here, with progress, never inside a test's timeout
+#   lint     ruff, mypy, yamllint, ansible-lint (make lint)
+#   pytest   every level, one marker each (stacktools.ladder prints the per-level table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+timings=$(mktemp "${TMPDIR:-/tmp}/ladder-times.XXXXXX")
+export STACK_TIMINGS="$timings"
+trap 'rm -f "$timings"' EXIT
+
+stage() {
+  local name=$1
+  shift
+  local began=$SECONDS status=0
+  echo "==> $name" >&2
+  "$@" || status=$?
+  printf '%s\t%s\t%s\n' "$name" "$((SECONDS - began))" "$([[ $status == 0 ]] && echo ok || echo "FAILED ($status)")" >>"$timings"
+  return "$status"
+}
+
+table() {
+  echo
+  echo "make test: time per stage and level"
+  awk -F'\t' '{ m = int($2 / 60); s = $2 - 60 * m;
+                printf "  %-22s %3d min %4.1f s   %s\n", $1, m, s, $3 }' "$timings"
+  echo "  total                  $((SECONDS / 60)) min $((SECONDS % 60)) s"
+}
+
+status=0
+{
+  stage "set-up" bash tools/setup.sh &&
+    stage "prepare (builds)" .venv/bin/python -m stacktools prepare &&
+    stage "L0 lint" make --no-print-directory lint-only &&
+    stage "pytest" .venv/bin/pytest
+} || status=$?
+table >&2
+exit "$status"

@@ -1,0 +1,33 @@
+"""``python -m stacktools <command> ...``: the harness's one command line.
+
+Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
+(start/stop/status/build one server; see each command's ``--help``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
+    "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
+    "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print("usage: python -m stacktools <command> [options]\n\ncommands:", file=sys.stderr)
+        for name, (_, what) in COMMANDS.items():
+            print(f"  {name:14} {what}", file=sys.stderr)
+        return 0 if args[:1] in (["-h"], ["--help"]) else 2
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    result: int = module.main(args[1:])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What a cluster needs besides its processes: certificates, kubeconfigs, the pinned CRDs."""

@@ -1,0 +1,88 @@
+"""The set-up step of ``make test``: build everything the tests use, before any test runs.
+
+Builds run here, with progress on stderr and no per-test timeout, so that a cold or busy
+machine cannot fail a test by building inside it. Each step is cheap when its output is
+cached already (keyed by what builds it). ``python -m stacktools prepare --list`` names them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds.gobuild import BuildError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing the set-up step builds: its name, what uses it, and how to build it."""
+
+    name: str
+    used_by: str
+    ensure: Callable[[], object]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
+    Step(
+        "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
+    ),
+    Step("istiod", "L4", istiod.ensure_binary),
+)
+
+
+def _format(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
+
+
+def prepare(names: Sequence[str] = ()) -> list[tuple[str, float]]:
+    """Run the steps named (all by default); return (name, seconds) for each."""
+    unknown = set(names) - {step.name for step in STEPS}
+    if unknown:
+        msg = f"unknown step(s) {sorted(unknown)}; known: {[s.name for s in STEPS]}"
+        raise BuildError(msg)
+    timings: list[tuple[str, float]] = []
+    selected = [step for step in STEPS if not names or step.name in names]
+    for index, step in enumerate(selected, 1):
+        print(
+            f"prepare [{index}/{len(selected)}] {step.name} ({step.used_by}) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        began = time.monotonic()
+        result = step.ensure()
+        elapsed = time.monotonic() - began
+        timings.append((step.name, elapsed))
+        print(
+            f"prepare [{index}/{len(selected)}] {step.name}: {result} ({_format(elapsed)})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return timings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stacktools prepare",
+        description="Build (or reuse) everything the tests use. Runs before pytest.",
+    )
+    parser.add_argument("steps", nargs="*", help="only these steps (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the steps and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for step in STEPS:
+            print(f"{step.name:14} used by {step.used_by}")
+        return 0
+    try:
+        timings = prepare(args.steps)
+    except BuildError as exc:
+        print(f"prepare: {exc}", file=sys.stderr)
+        return 1
+    total = sum(seconds for _, seconds in timings)
+    print(f"prepare: done in {_format(total)}", file=sys.stderr)
+    return 0
