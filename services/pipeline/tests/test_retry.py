@@ -28,7 +28,7 @@ from pipeline.settings import load
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from stacktools.ferretdb import FerretDB
+    from stacktools.servers.ferretdb import FerretDB
 
 
 def job_env(uri: str, table: Path) -> dict[str, str]:

@@ -27,9 +27,7 @@ def test_a_document_a_year_ahead_does_not_freeze_later_exports(harness: Harness)
     harness.collection.insert_one(
         {"_id": "from-the-future", "score": 0.5, "created_at": ahead, "updated_at": ahead}
     )
-    result = harness.run()
-    assert result.success
-    assert harness.checks(result)["documents_exportable"] is False
+    assert harness.run().success
 
     # Real writes after the bad one: every one of them must reach the table.
     later = harness.now()
@@ -40,15 +38,14 @@ def test_a_document_a_year_ahead_does_not_freeze_later_exports(harness: Harness)
     harness.seed(4, prefix="after", at=later)
     result = harness.run()
     assert result.success
+    table = harness.delta_frame().select(RECORD_COLUMNS)
+    assert_frame_equal(table, harness.mongo_frame(exclude={"from-the-future"}))
     meta = harness.metadata(result)
     assert (meta["mode"], meta["rows_inserted"], meta["rows_updated"]) == ("incremental", 4, 3)
     # The window starts before the real writes, not a year ahead.
     read_since = dt.datetime.fromisoformat(meta["read_since"]).replace(tzinfo=None)
     assert read_since < later
 
-    table = harness.delta_frame().select(RECORD_COLUMNS)
-    expected = harness.mongo_frame().filter(harness.mongo_frame()["id"] != "from-the-future")
-    assert_frame_equal(table, expected)
     checks = harness.checks(result)
     assert checks["row_count_matches_mongodb"] is True  # created a year ahead: not due yet
     assert checks["documents_exportable"] is False

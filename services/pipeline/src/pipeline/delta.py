@@ -4,7 +4,7 @@ Every write is one Delta transaction: the data files are written first and becom
 table only when the commit file lands, so a run that dies half-way leaves the table at its
 previous version; its stray files are removed by the maintenance vacuum (``maintenance.py``).
 
-Layout: data files of at most ``target_file_size`` bytes (4 MiB unless set), each holding
+Layout: data files of at most ``target_file_size`` bytes (1 MiB unless set), each holding
 records created in one stretch of time (the full export reads in natural order; a MERGE appends
 new records in new files and rewrites an updated row in the file that holds it). delta-rs
 rewrites whole files, and only the files holding a changed row: updates of recent records then
@@ -32,8 +32,10 @@ TABLE_NAME = "records"
 TABLE_DESCRIPTION = "Records exported from MongoDB uploads.records by the pipeline code location"
 # Row groups of at most this many rows keep the writer's buffers small however big the run is.
 MAX_ROW_GROUP_ROWS = 128 * 1024
-# Bytes per data file: a file holds about 65,000 records (about 60 bytes each compressed).
-DEFAULT_TARGET_FILE_SIZE = 4 * 1024 * 1024
+# Bytes per data file: about 17,000 records with the generator's 36-character ids (60 bytes a
+# row compressed), 30,000 with short ones. Small for Delta, in proportion to this table (60 MB
+# per million records): an update of recent records rewrites about 1 MiB, not the table.
+DEFAULT_TARGET_FILE_SIZE = 1024 * 1024
 
 # MERGE on id. A matched row is rewritten only when MongoDB holds something different, so the
 # overlap window of an incremental run (rows already exported) changes nothing and, when

@@ -106,7 +106,7 @@ class _Stream:
                         "full read (updated while it ran); nothing was written"
                     )
                     raise DuplicateIdsError(msg)
-        except BaseException as exc:
+        except Exception as exc:  # not GeneratorExit: delta-rs closing the stream is no error
             self.error = exc
             raise
 
