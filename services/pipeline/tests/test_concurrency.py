@@ -53,6 +53,12 @@ def test_two_runs_started_together_write_one_after_the_other(
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n")
+    # The instance's SQLite storage is created once, here: two processes creating it at the
+    # same moment race on its tables ("table run_tags already exists").
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_records() == []
+        assert instance.event_log_storage.supports_global_concurrency_limits
+        assert instance.schedule_storage is not None
     harness.seed(ROWS)
 
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
