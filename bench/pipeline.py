@@ -14,7 +14,7 @@ For each size N: a fresh FerretDB is filled with N records; then, on that same s
    "spread" (1% chosen at random over the whole history) and "recent" (the 1% created
    last). For each, the bytes the run wrote (the data files its commit added, from the
    run's metadata, which reads them from the Delta log) against the table's size.
-The sizes are 10k and 100k; --million adds 1M. Aims from issue 3:
+The sizes are 10k and 100k (--sizes sets others); --million adds 1M. Aims from issue 3:
 full export >= 50% of the raw read rate, peak RSS < 400 MB at 1M and flat in N,
 incremental (1% changed) < 10% of the full export time; from issue 16: the incremental run's
 written bytes a small fraction of the table.
@@ -286,6 +286,13 @@ def table_text(header: list[str], lines: list[list[str]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", action="store_true", help="also measure 1,000,000 records")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="numbers of records to measure (default: 10000 100000)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # uri collection table
     parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -299,7 +306,7 @@ def main() -> int:
         uri, collection, table = args.child
         child(uri, collection, table, args.full_refresh, args.target_file_size)
         return 0
-    sizes = [10_000, 100_000] + ([1_000_000] if args.million else [])
+    sizes = [*args.sizes] + ([1_000_000] if args.million else [])
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         rows = [measure(n, Path(tmp), args.target_file_size) for n in sizes]
     print(
