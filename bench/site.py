@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,13 @@ TASK_LINE = re.compile(r"^(?P<task>.+?) -+ (?P<seconds>\d+\.\d+)s$")
 class Timed:
     seconds: float
     output: str
+    cpu: float  # user + system seconds of the command and everything it started and waited for
+    load: float  # the 1-minute load average when the command ended
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(argv: list[str], env: dict[str, str], *, check: bool = True) -> Timed:
@@ -55,16 +63,17 @@ def run(argv: list[str], env: dict[str, str], *, check: bool = True) -> Timed:
         f"  running: {' '.join(Path(a).name if a.startswith('/') else a for a in argv[:6])}",
         flush=True,
     )
-    began = time.monotonic()
+    began, cpu_before = time.monotonic(), children_cpu()
     done = subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=3600
     )
-    seconds = time.monotonic() - began
+    seconds, cpu = time.monotonic() - began, children_cpu() - cpu_before
+    load = os.getloadavg()[0]
     output = done.stdout + done.stderr
-    print(f"    {seconds:.1f} s, exit {done.returncode}", flush=True)
+    print(f"    {seconds:.1f} s ({cpu:.1f} s CPU), load {load:.1f}, exit {done.returncode}")
     if check and done.returncode != 0:
         sys.exit(f"{' '.join(argv[:3])}... failed ({done.returncode}):\n{output[-4000:]}")
-    return Timed(seconds, output)
+    return Timed(seconds, output, cpu, load)
 
 
 def ansible_env(cluster: Path) -> dict[str, str]:
@@ -138,6 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     controlplane.binaries()
     istiod.binary()
+    print(f"load average at start: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:
         cluster = Path(tmp) / "cluster"
         env = ansible_env(cluster)
@@ -186,13 +196,16 @@ def measure(env: dict[str, str], tmp: Path, top: int) -> int:
         "delete": kubectl(env, "delete", "--wait=true", "-f", str(bundle)),
     }
 
-    print("\n| step | site.yml | kubectl (same objects) | ratio | Ansible recap |")
+    # Wall time depends on what else the machine runs; CPU seconds (the command and every
+    # process it started: ansible-playbook, its workers and modules; kubectl) much less so.
+    print("\n| step | site.yml s (CPU s, load) | kubectl, same objects s (CPU s) | ratio | recap |")
     print("|---|---|---|---|---|")
     for (name, played), (command, applied) in zip(
         ansible_runs.items(), kubectl_runs.items(), strict=True
     ):
         print(
-            f"| {name} | {played.seconds:.1f} s | {command}: {applied.seconds:.1f} s "
+            f"| {name} | {played.seconds:.1f} ({played.cpu:.1f}, {played.load:.1f}) "
+            f"| {command}: {applied.seconds:.1f} ({applied.cpu:.1f}) "
             f"| {ratio(played.seconds, applied.seconds)} | {changed(played.output)} |"
         )
     for name, played in ansible_runs.items():
