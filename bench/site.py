@@ -58,11 +58,10 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(argv: list[str], env: dict[str, str], *, check: bool = True) -> Timed:
-    print(
-        f"  running: {' '.join(Path(a).name if a.startswith('/') else a for a in argv[:6])}",
-        flush=True,
-    )
+def run(argv: list[str], env: dict[str, str], *, check: bool = True, quiet: bool = False) -> Timed:
+    if not quiet:
+        shown = " ".join(Path(a).name if a.startswith("/") else a for a in argv[:6])
+        print(f"  running: {shown}", flush=True)
     began, cpu_before = time.monotonic(), children_cpu()
     done = subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=3600
@@ -70,7 +69,11 @@ def run(argv: list[str], env: dict[str, str], *, check: bool = True) -> Timed:
     seconds, cpu = time.monotonic() - began, children_cpu() - cpu_before
     load = os.getloadavg()[0]
     output = done.stdout + done.stderr
-    print(f"    {seconds:.1f} s ({cpu:.1f} s CPU), load {load:.1f}, exit {done.returncode}")
+    if not quiet:
+        print(
+            f"    {seconds:.1f} s ({cpu:.1f} s CPU), load {load:.1f}, exit {done.returncode}",
+            flush=True,
+        )
     if check and done.returncode != 0:
         sys.exit(f"{' '.join(argv[:3])}... failed ({done.returncode}):\n{output[-4000:]}")
     return Timed(seconds, output, cpu, load)
@@ -127,9 +130,35 @@ def render(env: dict[str, str], out: Path) -> Path:
     return bundle
 
 
-def kubectl(env: dict[str, str], *args: str, check: bool = True) -> Timed:
+def kubectl(env: dict[str, str], *args: str, check: bool = True, quiet: bool = False) -> Timed:
     binary = controlplane.binaries().kubectl
-    return run([str(binary), "--kubeconfig", env["K8S_AUTH_KUBECONFIG"], *args], env, check=check)
+    argv = [str(binary), "--kubeconfig", env["K8S_AUTH_KUBECONFIG"], *args]
+    return run(argv, env, check=check, quiet=quiet)
+
+
+def settle(env: dict[str, str], namespaces: list[str], timeout: float = 600) -> None:
+    """Wait until none of these namespaces is Terminating (each gone, or kept and Active).
+
+    `kubectl wait --for=delete` returned at once on a busy machine while the namespace
+    controller was still finalizing; an apply then raced the deletion (namespaces not found).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = kubectl(
+            env,
+            "get",
+            *namespaces,
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{'\\n'}{end}",
+            quiet=True,
+        ).output.split()
+        terminating = [entry for entry in listed if entry.endswith("=Terminating")]
+        if not terminating:
+            return
+        if time.monotonic() > deadline:
+            sys.exit(f"namespaces still terminating after {timeout:.0f} s: {terminating}")
+        time.sleep(1)
 
 
 def prepare_cluster(env: dict[str, str]) -> None:
@@ -171,13 +200,18 @@ def measure(env: dict[str, str], tmp: Path, top: int) -> int:
         "check mode": playbook("playbooks/site.yml", env, "--check", "--diff"),
         "teardown": playbook("playbooks/teardown.yml", env),
     }
+    # Printed before the kubectl side runs, so that its failure does not lose them.
+    for name, played in ansible_runs.items():
+        print(f"\nslowest tasks, {name} ({played.seconds:.1f} s):")
+        for task, seconds in slowest(played.output, top):
+            print(f"  {seconds:6.2f} s  {task}", flush=True)
     namespaces = [
         f"namespace/{doc['metadata']['name']}"
         for doc in yaml.safe_load_all(bundle.read_text())
         if doc and doc["kind"] == "Namespace"
     ]
     # Both sides start from the same state: the namespaces the teardown deleted are gone.
-    kubectl(env, "wait", "--for=delete", "--timeout=600s", *namespaces, check=False)
+    settle(env, namespaces)
     # --force-conflicts as the roles' server_side_apply.force_conflicts: istiod co-manages
     # the GatewayClass (.spec.description).
     server_side = (
@@ -208,10 +242,6 @@ def measure(env: dict[str, str], tmp: Path, top: int) -> int:
             f"| {command}: {applied.seconds:.1f} ({applied.cpu:.1f}) "
             f"| {ratio(played.seconds, applied.seconds)} | {changed(played.output)} |"
         )
-    for name, played in ansible_runs.items():
-        print(f"\nslowest tasks, {name} ({played.seconds:.1f} s):")
-        for task, seconds in slowest(played.output, top):
-            print(f"  {seconds:6.2f} s  {task}")
     return 0
 
 
