@@ -19,7 +19,7 @@ KIND_CONTEXT ?= kind-gateway-api-stack
 # The levels of the proof ladder: one pytest marker and one make target each (make test-<level>).
 LEVELS := lint services schemas controlplane istiod images charts dataplane node
 
-.PHONY: help setup prepare deploy test lint lint-only pytest demo test-insert bench clean \
+.PHONY: help setup prepare deploy push-images test lint lint-only pytest demo test-insert bench clean \
 	$(addprefix test-,$(LEVELS))
 
 help: ## list the targets
@@ -44,6 +44,10 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
+push-images: ## build both images and push them to the inventory's registry (INVENTORY=, REGISTRY=)
+	@bash tools/setup.sh deploy
+	ansible-playbook playbooks/images.yml -i $(INVENTORY) $(if $(REGISTRY),-e stack_image_registry=$(REGISTRY))
+
 prepare: ## build (or reuse) every binary, image and chart the tests use (needs Go)
 	@bash tools/setup.sh test
 	python -m stacktools prepare
@@ -57,7 +61,8 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
+		bench/gateway.py
 	yamllint --strict .
 	ansible-lint
 
@@ -78,6 +83,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
 	python bench/site.py
+	python bench/gateway.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed

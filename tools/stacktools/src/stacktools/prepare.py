@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod, kind
+from stacktools.builds import controlplane, ferretdb, images, istiod, kind, registry, traefik
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import dockerd
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,15 @@ STEPS: tuple[Step, ...] = (
         "kind",
         "L0 deploy checks (kind version, node image pin)",
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
     ),
 )
 

@@ -11,14 +11,17 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNET = 0x40000000
 
 
 def _die_with_parent() -> None:
@@ -29,6 +32,18 @@ def _die_with_parent() -> None:
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _enter_netns(path: Path) -> None:
+    """In the child before exec: join the network namespace at ``path`` (setns(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -116,14 +131,22 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    netns: Path | None = None,
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
-    otherwise it is killed when the caller dies (the pytest fixture).
+    otherwise it is killed when the caller dies (the pytest fixture). ``netns`` (a file such
+    as ``/run/netns/NAME``) runs it in that network namespace.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    preexec: Callable[[], None] | None = None if detach else _die_with_parent
+
+    def preexec() -> None:
+        if not detach:
+            _die_with_parent()
+        if netns is not None:
+            _enter_netns(netns)
+
     with log.open("ab") as out:
         popen = subprocess.Popen(
             list(argv),
@@ -132,7 +155,7 @@ def start_process(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=detach,
-            preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl and setns, safe before exec
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
 
@@ -159,3 +182,62 @@ class ManagedServer(ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET of ``url`` (a local server's readiness endpoint) answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local test servers
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ProcessServer(ManagedServer):
+    """A server made of one process (:attr:`process`, logging to :attr:`log`) that is ready
+    once :meth:`ready` says so. Subclasses start the process, then call :meth:`await_ready`."""
+
+    name = "server"
+    process: ServerProcess | None
+
+    @property
+    @abstractmethod
+    def log(self) -> Path:
+        """The process's log file."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """True once the server answers."""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop(timeout)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what a stopped server leaves behind (a state file); nothing by default."""
+
+    def await_ready(
+        self, timeout: float, error: type[Exception], *, interval: float = 0.2, where: str = ""
+    ) -> None:
+        """Wait until :meth:`ready`; if the process dies or ``timeout`` passes, stop it and
+        raise ``error`` naming the server (and ``where`` it was asked) with its log's end."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            process = self.process
+            if process is None or not process.alive():
+                tail = process.log_tail() if process else "(not started)"
+                self.stop()
+                msg = f"{self.name} exited; end of {self.log}:\n{tail}"
+                raise error(msg)
+            if time.monotonic() > deadline:
+                tail = process.log_tail()
+                self.stop()
+                at = f" at {where}" if where else ""
+                msg = f"{self.name} not ready{at} after {timeout:.0f}s; end of {self.log}:\n{tail}"
+                raise error(msg)
+            time.sleep(interval)
