@@ -30,8 +30,6 @@ class Ansible:
         env = dict(os.environ)
         env.update(
             ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            # The stack_image_tag lookup lives next to the playbooks; other playbooks need it too.
-            ANSIBLE_LOOKUP_PLUGINS=str(REPO / "playbooks" / "lookup_plugins"),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
             ANSIBLE_LOCAL_TEMP=str(REPO / ".cache" / "ansible-tmp"),

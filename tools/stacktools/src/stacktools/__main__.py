@@ -1,7 +1,7 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
-(start/stop/status/build one server; see each command's ``--help``).
+(start/stop/status/build one server; see each command's ``--help``), ``release`` (make release).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "release": ("stacktools.release", "the collection tarball and both images, version-tagged"),
 }
 
 

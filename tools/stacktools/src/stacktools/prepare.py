@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import actionlint, collection, controlplane, ferretdb, istiod
 from stacktools.builds.gobuild import BuildError
 
 
@@ -30,6 +30,8 @@ STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
+    Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
 )
 
 
