@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import actionlint, collection, controlplane, ferretdb, istiod
+from stacktools.builds import actionlint, ansible_matrix, collection, controlplane, ferretdb, istiod
 from stacktools.builds.gobuild import BuildError
 
 
@@ -32,6 +32,7 @@ STEPS: tuple[Step, ...] = (
     Step("istiod", "L4", istiod.ensure_binary),
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
+    Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
 )
 
 
