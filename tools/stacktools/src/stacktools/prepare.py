@@ -28,7 +28,9 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
-    Step("controlplane", "L3 and above", controlplane.ensure_binaries),
+    Step(
+        "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
+    ),
     Step("istiod", "L4", istiod.ensure_binary),
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
