@@ -104,11 +104,17 @@ def render_inventories(
         for name in inventories
     }
     failures = []
-    for name, process in runs.items():
-        output, _ = process.communicate(timeout=900)
-        if process.returncode != 0:
-            header = f"--- inventories/{name} (rc={process.returncode}):"
-            failures.append(f"{header}\n{output_tail(output)}")
+    try:
+        for name, process in runs.items():
+            output, _ = process.communicate(timeout=900)
+            if process.returncode != 0:
+                header = f"--- inventories/{name} (rc={process.returncode}):"
+                failures.append(f"{header}\n{output_tail(output)}")
+    finally:  # a timeout (or pytest-timeout) leaves no render running behind
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert not failures, "rendering failed:\n" + "\n".join(failures)
     return {name: root / name for name in inventories}
 

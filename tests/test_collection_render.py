@@ -61,7 +61,9 @@ def differences(repo: Path, installed: Path, version: str) -> list[str]:
     return found
 
 
+# Six ansible-playbook runs of about 25 s of CPU each when it is the first to need `rendered`.
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_installed_roles_render_the_repositorys_manifests(
     user: Any, rendered: dict[str, Path], render_installed: Any, tmp_path: Path
 ) -> None:
@@ -100,6 +102,7 @@ def list_site_tasks(project: Any) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_every_supported_ansible_core_lists_and_renders_the_same(
     older_user: Any, site_tasks: list[str], rendered: dict[str, Path], render_installed: Any,
     tmp_path: Path,
