@@ -57,7 +57,7 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
 	yamllint --strict .
 	ansible-lint
 
@@ -77,6 +77,7 @@ test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs API
 bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
+	python bench/site.py
 
 collection: setup ## build the Galaxy collection into dist/ (gateway_api_stack-showcase-<version>.tar.gz)
 	ansible-galaxy collection build --force --output-path dist .
