@@ -28,11 +28,11 @@ help: ## list the targets
 	@printf '  make %-12s %s\n' 'test-<level>' 'one level of the ladder, one of: $(LEVELS)'
 
 setup: ## install the pinned toolchain into .venv (uv.lock) and the Ansible collections
-	@bash tools/setup.sh
+	@bash tools/setup.sh dev
 
 deploy: ## create a kind cluster and deploy the whole stack to it (needs docker, kind, helm, kubectl)
 	@bash tools/check-deploy-prereqs.sh
-	@$(MAKE) --no-print-directory setup
+	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/kind.yml -i $(INVENTORY)
 	ansible-playbook playbooks/site.yml -i $(INVENTORY)
 	@echo "Deployed. Through the Gateway on this machine:"
@@ -45,7 +45,8 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
-prepare: setup ## build (or reuse) every binary, image and chart the tests use
+prepare: ## build (or reuse) every binary, image and chart the tests use (needs Go)
+	@bash tools/setup.sh test
 	python -m stacktools prepare
 
 test: ## every check: set-up, builds, linters, all levels; prints a time table

@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import actionlint, ansible_matrix, collection, controlplane, ferretdb, istiod
+from stacktools.builds import (
+    actionlint,
+    ansible_matrix,
+    collection,
+    controlplane,
+    ferretdb,
+    istiod,
+    kind,
+)
 from stacktools.builds.gobuild import BuildError
 
 
@@ -32,6 +40,11 @@ STEPS: tuple[Step, ...] = (
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
     ),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
     Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
