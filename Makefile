@@ -58,7 +58,8 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
+		bench/gateway.py
 	yamllint --strict .
 	ansible-lint
 
@@ -79,6 +80,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
 	python bench/site.py
+	python bench/gateway.py
 
 collection: setup ## build the Galaxy collection into dist/ (gateway_api_stack-showcase-<version>.tar.gz)
 	ansible-galaxy collection build --force --output-path dist .

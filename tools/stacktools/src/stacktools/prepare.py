@@ -21,6 +21,7 @@ from stacktools.builds import (
     ferretdb,
     istiod,
     kind,
+    traefik,
 )
 from stacktools.builds.gobuild import BuildError
 
@@ -45,6 +46,7 @@ STEPS: tuple[Step, ...] = (
         "L0 deploy checks (kind version, node image pin)",
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
     Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
