@@ -104,7 +104,10 @@ def test_every_service_with_a_dockerfile_is_released() -> None:
 
 
 def test_roles_deploy_the_tag_kind_builds(
-    ansible: Any, rendered_manifests: dict[str, list[Any]], rendered_values: dict[str, Any]
+    ansible: Any,
+    rendered_manifests: dict[str, list[Any]],
+    rendered_values: dict[str, Any],
+    registries: dict[str, str],
 ) -> None:
     source_tag = plugin().source_tag
     apiserver, pipeline = source_tag(REPO, "apiserver"), source_tag(REPO, "pipeline")
@@ -118,15 +121,16 @@ def test_roles_deploy_the_tag_kind_builds(
     assert f"lookup('{LOOKUP}', 'apiserver')" in kind
     assert f"lookup('{LOOKUP}', 'pipeline')" in kind
     for inventory, manifests in rendered_manifests.items():
+        prefix = f"{registries[inventory]}/" if registries[inventory] else ""
         (deployment,) = [
             m.doc for m in manifests if m.kind == "Deployment" and m.name == "apiserver"
         ]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert image == f"gateway-api-stack/apiserver:{apiserver}", inventory
+        assert image == f"{prefix}gateway-api-stack/apiserver:{apiserver}", inventory
         values = rendered_values[inventory]["dagster/dagster-values.yaml"]
         (code,) = values["dagster-user-deployments"]["deployments"]
         assert code["image"] == {
-            "repository": "gateway-api-stack/pipeline",
+            "repository": f"{prefix}gateway-api-stack/pipeline",
             "tag": pipeline,
             "pullPolicy": "IfNotPresent",
         }

@@ -7,12 +7,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stacktools import release
+from stacktools.builds import docker, images
 from stacktools.builds.collection import collection
 
 pytestmark = pytest.mark.lint
@@ -45,16 +47,45 @@ def test_the_dry_run_names_the_tarball_and_the_images_with_the_version() -> None
     ]
 
 
-def test_the_images_are_built_as_kind_builds_them() -> None:
-    """The roles' repositories, the service's Dockerfile, the repository root as the context."""
+def test_the_released_repositories_are_the_ones_the_roles_deploy() -> None:
+    """With no registry the roles deploy gateway-api-stack/<service>; with one, under it: the
+    tags make release gives (release.images), and kind.yml builds through the same build path."""
+    for role, variable, service in (
+        ("apiserver", "apiserver_image_repository", "apiserver"),
+        ("dagster", "dagster_pipeline_image_repository", "pipeline"),
+    ):
+        defaults = (REPO / "roles" / role / "defaults" / "main.yml").read_text()
+        value = str(yaml.safe_load(defaults)[variable])
+        assert value.rstrip().endswith(f"}}}}gateway-api-stack/{service}"), (variable, value)
+    (apiserver, pipeline) = release.images("1.2.3", "registry.example/owner/")
+    assert apiserver.tags == (
+        "gateway-api-stack/apiserver:1.2.3",
+        "registry.example/owner/gateway-api-stack/apiserver:1.2.3",
+    )
+    assert pipeline.service == "pipeline"
     kind = (REPO / "playbooks" / "kind.yml").read_text()
-    assert 'argv: [docker, build, -f, "services/{{ item.item.service }}/Dockerfile"' in kind
-    for image in release.images(REPO, VERSION):
-        command = release.docker_build_command(image, REPO)
-        assert command[:4] == ["docker", "build", "--file", str(image.dockerfile)]
-        assert image.dockerfile == REPO / "services" / image.service / "Dockerfile"
-        assert image.dockerfile.is_file()
-        assert command[-1] == str(REPO)
+    assert "ansible.builtin.include_tasks: tasks/build_images.yml" in kind
+
+
+@pytest.mark.images
+def test_the_release_tags_the_images_the_project_builds() -> None:
+    """The release's image step on the real engine: the images `make prepare` built from the
+    committed files (reused, FROM the same base), tagged with a version and a registry."""
+    version = f"0.0.0-test{uuid.uuid4().hex[:8]}"
+    wanted = release.images(version, "registry.example/owner")
+    try:
+        made = release.build_images(REPO, wanted, "auto", push=False)
+        assert made == [tag for image in wanted for tag in image.tags]
+        for image in wanted:
+            built = images.image(image.service)
+            for tag in image.tags:
+                found = docker.inspect_image(tag)
+                assert found is not None, tag
+                assert found["Id"] == built.image_id, tag
+    finally:
+        for image in wanted:
+            for tag in image.tags:
+                docker.run(["rmi", tag], check=False)
 
 
 def test_a_version_without_its_changelog_is_refused(tmp_path: Path) -> None:

@@ -19,11 +19,14 @@ from stacktools.builds import (
     collection,
     controlplane,
     ferretdb,
+    images,
     istiod,
     kind,
+    registry,
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import dockerd
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ STEPS: tuple[Step, ...] = (
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
+    ),
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
     Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),

@@ -1,24 +1,24 @@
 """``make release``: the collection tarball and both images, tagged with the version of galaxy.yml.
 
     python -m stacktools release [--dist DIR] [--registry HOST/OWNER [--push]] [--no-images]
-                                 [--dry-run]
+                                 [--base official|REF] [--dry-run]
 
 The version lives in galaxy.yml only. A release needs its changelog first: the version must be
 a release of ``changelogs/changelog.yaml`` and no fragment may be pending (``make changelog``
 makes both true); otherwise nothing is built and the message says so. Then:
 
 * ``<dist>/<namespace>-<name>-<version>.tar.gz``, the collection (the set-up step's build);
-* ``<repository>:<version>`` for the apiserver and the pipeline image, where the repositories are
-  the role defaults the collection deploys (``apiserver_image_repository``,
-  ``dagster_pipeline_image_repository``), each also tagged ``<registry>/<repository>:<version>``
-  with ``--registry``, and pushed there with ``--push`` (what the release workflow does).
+* ``gateway-api-stack/<service>:<version>`` for the apiserver and the pipeline image (the
+  repositories the roles deploy), built by the project's one image build
+  (``stacktools.builds.images``: the committed files, FROM the official base unless ``--base``
+  names another), each also tagged ``<registry>/gateway-api-stack/<service>:<version>`` with
+  ``--registry``, and pushed there with ``--push`` (what the release workflow does).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,15 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from stacktools.builds import collection
+from stacktools.builds import collection, docker
+from stacktools.builds import images as service_images
 from stacktools.builds.gobuild import BuildError
 from stacktools.paths import repo_root
-
-# service -> (role, variable): the role default that names the image's repository.
-IMAGE_REPOSITORIES = {
-    "apiserver": ("apiserver", "apiserver_image_repository"),
-    "pipeline": ("dagster", "dagster_pipeline_image_repository"),
-}
 
 
 class ReleaseError(BuildError):
@@ -43,8 +38,9 @@ class ReleaseError(BuildError):
 
 @dataclass(frozen=True)
 class Image:
+    """A released image: the service under services/ and its tags."""
+
     service: str
-    dockerfile: Path
     tags: tuple[str, ...]
 
 
@@ -69,40 +65,36 @@ def changelog_problems(root: Path, release: str) -> list[str]:
     return problems
 
 
-def images(root: Path, release: str, registry: str | None = None) -> list[Image]:
-    """The released images: each service's repository (its role default) tagged ``release``."""
+def images(release: str, registry: str | None = None) -> list[Image]:
+    """The released images: ``gateway-api-stack/<service>:<release>``, the repositories the roles
+    deploy (``apiserver_image_repository``, ``dagster_pipeline_image_repository``, in
+    ``<registry>/`` when ``stack_image_registry`` names one), tagged ``release``."""
     found = []
-    for service, (role, variable) in IMAGE_REPOSITORIES.items():
-        defaults = yaml.safe_load((root / "roles" / role / "defaults" / "main.yml").read_text())
-        repository = str(defaults[variable])
+    for service in service_images.SERVICES:
+        repository = f"{service_images.REPOSITORY}/{service}"
         tags = [f"{repository}:{release}"]
         if registry:
             tags.append(f"{registry.rstrip('/')}/{repository}:{release}")
-        found.append(Image(service, root / "services" / service / "Dockerfile", tuple(tags)))
+        found.append(Image(service, tuple(tags)))
     return found
 
 
-def docker_build_command(image: Image, root: Path) -> list[str]:
-    """How one image is built: its Dockerfile, the repository root as the context (as
-    playbooks/kind.yml builds them).
-
-    The hook for stacktools.builds.images: once the image builds of the test set-up (a context
-    of the committed files, BuildKit, the per-Dockerfile ignore files) land, the release builds
-    through them instead of this command."""
-    command = ["docker", "build", "--file", str(image.dockerfile)]
-    for tag in image.tags:
-        command += ["--tag", tag]
-    return [*command, str(root)]
-
-
-def _docker(command: list[str]) -> None:
-    if shutil.which("docker") is None:
-        msg = "docker is needed to build the images (or run with --no-images)"
-        raise ReleaseError(msg)
-    result = subprocess.run(command, check=False)
-    if result.returncode != 0:
-        msg = f"`{' '.join(command)}` failed with exit code {result.returncode}"
-        raise ReleaseError(msg)
+def build_images(root: Path, wanted: Sequence[Image], base: str, *, push: bool) -> list[str]:
+    """Each image built by the one build path of the project (stacktools.builds.images: the
+    committed files, BuildKit, FROM ``base``), then tagged with the release's tags; the last tag
+    pushed with ``push``. What was made, one line each."""
+    made = []
+    with service_images.committed_context(root) as context:
+        chosen = service_images.resolve_base(base)
+        for image in wanted:
+            built = service_images.build(context, image.service, chosen)
+            for tag in image.tags:
+                docker.run(["tag", built.image.ref, tag])
+                made.append(tag)
+            if push:  # the registry's tag: the last one
+                service_images.push(image.tags[-1])
+                made.append(f"pushed {image.tags[-1]}")
+    return made
 
 
 def release(
@@ -113,6 +105,7 @@ def release(
     with_images: bool,
     dry_run: bool,
     push: bool = False,
+    base: str = "official",
 ) -> list[str]:
     """Make the release (or with ``dry_run`` only say what it would make); what it made."""
     release_version = version(root)
@@ -132,14 +125,14 @@ def release(
         shutil.copyfile(collection.ensure_collection().tarball, tarball)
     made = [str(tarball)]
     if with_images:
-        for image in images(root, release_version, registry):
-            if not dry_run:
-                _docker(docker_build_command(image, root))
-            made.extend(image.tags)
-            if push:  # the registry's tag: the last one
-                if not dry_run:
-                    _docker(["docker", "push", image.tags[-1]])
-                made.append(f"pushed {image.tags[-1]}")
+        wanted = images(release_version, registry)
+        if dry_run:
+            for image in wanted:
+                made.extend(image.tags)
+                if push:
+                    made.append(f"pushed {image.tags[-1]}")
+        else:
+            made.extend(build_images(root, wanted, base, push=push))
     return made
 
 
@@ -153,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--push", action="store_true", help="push the images to --registry")
     parser.add_argument("--no-images", action="store_true", help="only the collection tarball")
     parser.add_argument("--dry-run", action="store_true", help="check and print, build nothing")
+    parser.add_argument(
+        "--base",
+        default="official",
+        help="the images' base: official (python:3.11-slim-bookworm, the default), or a reference",
+    )
     args = parser.parse_args(argv)
     root = repo_root()
     try:
@@ -163,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with_images=not args.no_images,
             dry_run=args.dry_run,
             push=args.push,
+            base=args.base,
         )
     except BuildError as exc:
         print(f"release: {exc}", file=sys.stderr)
