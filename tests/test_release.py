@@ -7,14 +7,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stacktools import release
-from stacktools.builds import docker, images
 from stacktools.builds.collection import collection
 
 pytestmark = pytest.mark.lint
@@ -65,27 +63,6 @@ def test_the_released_repositories_are_the_ones_the_roles_deploy() -> None:
     assert pipeline.service == "pipeline"
     kind = (REPO / "playbooks" / "kind.yml").read_text()
     assert "ansible.builtin.include_tasks: tasks/build_images.yml" in kind
-
-
-@pytest.mark.images
-def test_the_release_tags_the_images_the_project_builds() -> None:
-    """The release's image step on the real engine: the images `make prepare` built from the
-    committed files (reused, FROM the same base), tagged with a version and a registry."""
-    version = f"0.0.0-test{uuid.uuid4().hex[:8]}"
-    wanted = release.images(version, "registry.example/owner")
-    try:
-        made = release.build_images(REPO, wanted, "auto", push=False)
-        assert made == [tag for image in wanted for tag in image.tags]
-        for image in wanted:
-            built = images.image(image.service)
-            for tag in image.tags:
-                found = docker.inspect_image(tag)
-                assert found is not None, tag
-                assert found["Id"] == built.image_id, tag
-    finally:
-        for image in wanted:
-            for tag in image.tags:
-                docker.run(["rmi", tag], check=False)
 
 
 def test_a_version_without_its_changelog_is_refused(tmp_path: Path) -> None:
