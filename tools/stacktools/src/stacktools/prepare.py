@@ -13,7 +13,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, images, istiod, kind, registry, traefik
+from stacktools.builds import (
+    actionlint,
+    ansible_matrix,
+    collection,
+    controlplane,
+    ferretdb,
+    images,
+    istiod,
+    kind,
+    registry,
+    traefik,
+)
 from stacktools.builds.gobuild import BuildError
 from stacktools.servers import dockerd
 
@@ -47,6 +58,9 @@ STEPS: tuple[Step, ...] = (
         "L4.5 images: the registry make push-images is tested with",
         registry.ensure_binary,
     ),
+    Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
+    Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
+    Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
 )
 
 
