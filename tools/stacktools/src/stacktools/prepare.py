@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from stacktools.builds import controlplane, ferretdb, istiod
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import postgresql
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    # Not built: the system's package, checked here so that a missing one is named up front.
+    Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
 )
 
 

@@ -1,4 +1,5 @@
-"""FerretDB: a real MongoDB wire-protocol server (SQLite backend) on loopback for tests.
+"""FerretDB: a real MongoDB wire-protocol server on loopback for tests, on its SQLite backend
+or (``postgresql_url``) its PostgreSQL backend (:mod:`stacktools.servers.postgresql`).
 
 The binary comes from the set-up step (:mod:`stacktools.builds.ferretdb`)."""
 
@@ -13,15 +14,19 @@ from stacktools.servers.process import ManagedServer, ServerProcess, start_proce
 
 
 class FerretDB(ManagedServer):
-    """One FerretDB process with its own SQLite data directory and loopback port.
+    """One FerretDB process with its own SQLite data directory and loopback port, or with
+    ``postgresql_url`` its PostgreSQL backend (``--handler=pg``) on that database.
 
     ``stop()`` and ``start()`` may be called repeatedly: the port and the data survive, so a
     test can take the database away and bring it back.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, postgresql_url: str | None = None
+    ) -> None:
         self.binary = build.binary()
         self.data_dir = data_dir
+        self.postgresql_url = postgresql_url
         self.port = port or free_port()
         self.log_path = data_dir / "ferretdb.log"
         self._process: ServerProcess | None = None
@@ -31,18 +36,26 @@ class FerretDB(ManagedServer):
         return f"mongodb://127.0.0.1:{self.port}/"
 
     @property
+    def backend(self) -> str:
+        return "sqlite" if self.postgresql_url is None else "postgresql"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.alive()
 
     def start(self, timeout: float = 30.0) -> None:
         if self.running:
             return
-        sqlite_dir = self.data_dir / "sqlite"
-        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.postgresql_url is None:
+            sqlite_dir = self.data_dir / "sqlite"
+            sqlite_dir.mkdir(parents=True, exist_ok=True)
+            handler = ["--handler=sqlite", f"--sqlite-url=file:{sqlite_dir}/"]
+        else:
+            handler = ["--handler=pg"]  # the URL (with its password) goes in the environment
         argv = [
             str(self.binary),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{sqlite_dir}/",
+            *handler,
             f"--listen-addr=127.0.0.1:{self.port}",
             f"--state-dir={self.data_dir}",
             "--debug-addr=-",
@@ -51,6 +64,8 @@ class FerretDB(ManagedServer):
             "--log-format=json",
         ]
         env = {"DO_NOT_TRACK": "1"}
+        if self.postgresql_url is not None:
+            env["FERRETDB_POSTGRESQL_URL"] = self.postgresql_url
         self._process = start_process("ferretdb", argv, self.log_path, detach=False, env=env)
         try:
             wait_for_port(self.port, timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -116,14 +117,17 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    user: str | None = None,
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
-    otherwise it is killed when the caller dies (the pytest fixture).
+    otherwise it is killed when the caller dies (the pytest fixture). ``user`` (only as
+    root) runs it as that account, with that account's group and no other groups.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     preexec: Callable[[], None] | None = None if detach else _die_with_parent
+    account = None if user is None else pwd.getpwnam(user)
     with log.open("ab") as out:
         popen = subprocess.Popen(
             list(argv),
@@ -132,7 +136,11 @@ def start_process(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=detach,
+            # Runs after the switch to ``user``: a change of credentials clears PDEATHSIG.
             preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+            user=None if account is None else account.pw_uid,
+            group=None if account is None else account.pw_gid,
+            extra_groups=None if account is None else [],
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
 
