@@ -39,6 +39,7 @@ async def read_all(service: Service, url: str) -> tuple[list[str], int]:
         next_page = next_url(response)
     return seen, pages
 
+
 pytestmark = pytest.mark.anyio
 
 
