@@ -57,6 +57,7 @@ lint-only:
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py
+	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
 

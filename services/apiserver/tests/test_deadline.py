@@ -65,12 +65,12 @@ async def test_a_slow_query_is_stopped_at_its_deadline(
             pid = ferretdb_server.pid
             assert pid is not None
 
-            async def timed_read() -> tuple[float, Any]:
+            async def timed_read(client: Any) -> tuple[float, Any]:
                 began = time.monotonic()
-                response = await service.client.get("/internal-read")
+                response = await client.get("/internal-read")
                 return time.monotonic() - began, response
 
-            answers = await asyncio.gather(*(timed_read() for _ in range(4)))
+            answers = await asyncio.gather(*(timed_read(service.client) for _ in range(4)))
             for seconds, response in answers:
                 assert response.status_code == 504, response.text
                 assert response.json() == {

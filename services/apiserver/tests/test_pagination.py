@@ -69,7 +69,8 @@ async def test_link_header_is_rfc8288_next_relative_to_the_url_called(service: S
     link = first.headers["link"]
     target, rel = link.split(";", 1)
     assert rel.strip() == 'rel="next"'
-    assert target.startswith("<?") and target.endswith(">")
+    assert target.startswith("<?")
+    assert target.endswith(">")
     query = parse_qs(target[2:-1])
     assert query["limit"] == ["2"]
     assert set(query) == {"limit", "cursor"}

@@ -42,7 +42,7 @@ async def test_defaults_survive_matched_writes_beyond_ferretdbs_connections(
         mongodb_write_chunk=defaults.mongodb_write_chunk,
         mongodb_max_write_statements=defaults.mongodb_max_write_statements,
     )
-    assert SINGLE > defaults.mongodb_max_write_statements
+    assert defaults.mongodb_max_write_statements < SINGLE
     mongo: MongoClient[dict[str, Any]] = MongoClient(ferretdb.uri)
     try:
         async for service in running_service(settings, mongo):

@@ -76,9 +76,7 @@ class ReadQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: RecordId | None = Field(default=None, description="Only the record with this id")
-    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Records per page")] = (
-        DEFAULT_PAGE
-    )
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Records per page")] = DEFAULT_PAGE
     cursor: Annotated[
         str | None,
         Field(

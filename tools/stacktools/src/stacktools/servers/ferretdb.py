@@ -36,6 +36,10 @@ class FerretDB(ManagedServer):
         return f"mongodb://127.0.0.1:{self.port}/"
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def backend(self) -> str:
         return "sqlite" if self.postgresql_url is None else "postgresql"
 
