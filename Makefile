@@ -56,7 +56,7 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
 	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
@@ -77,6 +77,7 @@ test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs API
 bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
+	python bench/site.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed
