@@ -20,7 +20,6 @@ from pymongo import AsyncMongoClient, ReturnDocument
 
 LUA = Path(__file__).resolve().parent / "lua" / "upsert.lua"
 _TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = 100
 
 
 @dataclass
@@ -181,40 +180,6 @@ async def raw_upserts(
     await client.close()
     return Run(
         "raw driver (pymongo async, in the bench process)",
-        concurrency,
-        len(latencies),
-        elapsed,
-        percentile_ms(latencies, 0.50),
-        percentile_ms(latencies, 0.99),
-        0,
-        cpu,
-        db,
-    )
-
-
-async def raw_first_pages(
-    uri: str, collection: str, concurrency: int, seconds: float, db_pids: list[int]
-) -> Run:
-    """The apiserver's first-page query (ids ascending, limit + 1) from pymongo, no deadline."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, maxPoolSize=concurrency)
-    records = client.bench[collection]
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            cursor = records.find({"_id": {"$gte": ""}}, sort=[("_id", 1)], limit=PAGE + 1)
-            await cursor.to_list(PAGE + 1)
-            latencies.append(time.perf_counter() - start)
-
-    cpu, db, began = own_cpu_seconds(), cpu_seconds(db_pids), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    cpu, db = own_cpu_seconds() - cpu, cpu_seconds(db_pids) - db
-    await client.close()
-    return Run(
-        "raw driver, first page",
         concurrency,
         len(latencies),
         elapsed,

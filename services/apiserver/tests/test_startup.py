@@ -78,8 +78,8 @@ def test_the_client_is_bounded_by_the_settings(monkeypatch: pytest.MonkeyPatch) 
 
 def test_the_server_side_deadline_stays_below_the_socket_timeout() -> None:
     key = "k" * 16
-    assert Settings(api_key=key).max_time_ms == 4000  # type: ignore[arg-type]
-    assert Settings(api_key=key, mongodb_timeout_ms=2500).max_time_ms == 2000  # type: ignore[arg-type]
+    assert Settings(api_key=key).max_time_ms == 3000  # type: ignore[arg-type]
+    assert Settings(api_key=key, mongodb_timeout_ms=2500).max_time_ms == 1500  # type: ignore[arg-type]
     with pytest.raises(ValidationError) as info:
         Settings(api_key=key, mongodb_timeout_ms=2500, mongodb_max_time_ms=2500)  # type: ignore[arg-type]
     text = describe_error(info.value)
