@@ -198,14 +198,17 @@ def measure_wrk(
     return wrk_run(label, concurrency, data, service, database_cpu)
 
 
-def wait_idle(db: Database, limit_s: float = 600) -> None:
-    """Wait until the database used under 5% of a core for a whole second."""
+def wait_idle(db: Database, limit_s: float = 900) -> None:
+    """Wait until the database has been idle (under 3% of a core) for 3 seconds in a row.
+
+    An abandoned scan on a busy machine gets little CPU (0.1 of a core, with quiet seconds
+    between), so a single quiet second does not mean it is over."""
     began = time.monotonic()
-    while time.monotonic() - began < limit_s:
+    quiet = 0
+    while quiet < 3 and time.monotonic() - began < limit_s:
         before = cpu_seconds(db.pids)
         time.sleep(1)
-        if cpu_seconds(db.pids) - before < 0.05:
-            return
+        quiet = quiet + 1 if cpu_seconds(db.pids) - before < 0.03 else 0
 
 
 def apiservers(
@@ -316,7 +319,8 @@ def reads(db: Database, args: argparse.Namespace, workdir: Path, api_key: str) -
     with ExitStack() as stack:
         servers = apiservers(stack, db, args, api_key, workdir, before="reads", after="reads")
         for readers in READERS:
-            for server in servers:
+            # This tree first: the other's abandoned scans would still be running into it.
+            for server in reversed(servers):
                 wait_idle(db)
                 run = measure_wrk(
                     server,
@@ -345,8 +349,8 @@ def aftermath(db: Database, server: Server, api_key: str) -> tuple[float, float,
         timeout=600,
     )
     probe_ms = (time.monotonic() - began) * 1000
-    wait_idle(db, limit_s=600)
-    busy = time.monotonic() - began - 1  # wait_idle's last, idle second is not busy
+    wait_idle(db)
+    busy = time.monotonic() - began - 3  # wait_idle's three quiet seconds are not busy
     return max(busy, 0.0), cpu_seconds(db.pids) - cpu, probe_ms
 
 
