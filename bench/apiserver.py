@@ -162,7 +162,8 @@ def apiserver(
     return serve(label, argv, env=env, port=port, collection=collection, log=log)
 
 
-def bare(db: Database, collection: str, workdir: Path) -> Any:
+def bare(db: Database, collection: str, workdir: Path, *, plain: bool = False) -> Any:
+    """The bare FastAPI; ``plain``: on asyncio's loop and h11 instead of uvloop and httptools."""
     port = free_port()
     env = {
         "BENCH_MONGODB_URI": db.uri,
@@ -170,9 +171,13 @@ def bare(db: Database, collection: str, workdir: Path) -> Any:
         "BENCH_COLLECTION": collection,
         "BENCH_PORT": str(port),
     }
+    label = "bare FastAPI"
+    if plain:
+        env |= {"BENCH_LOOP": "asyncio", "BENCH_HTTP": "h11"}
+        label += " (asyncio loop, h11)"
     argv = [sys.executable, str(BENCH / "bare_fastapi.py")]
     log = workdir / f"{collection}.log"
-    return serve("bare FastAPI", argv, env=env, port=port, collection=collection, log=log)
+    return serve(label, argv, env=env, port=port, collection=collection, log=log)
 
 
 def drop(mongo: MongoClient[Document], collection: str) -> None:
@@ -247,6 +252,8 @@ def upserts(db: Database, args: argparse.Namespace, workdir: Path, api_key: str)
     mongo: MongoClient[Document] = MongoClient(db.uri)
     with ExitStack() as stack:
         servers = [stack.enter_context(bare(db, "bare", workdir))]
+        if args.uvicorn_variants:
+            servers.append(stack.enter_context(bare(db, "bareplain", workdir, plain=True)))
         servers += apiservers(stack, db, args, api_key, workdir, before="before", after="after")
         for server in servers:  # warm-up, not reported; /readyz creates the apiserver's index
             httpx.get(f"{server.base}/readyz", timeout=10)
@@ -481,6 +488,11 @@ def main() -> int:
     parser.add_argument("--read-records", type=int, default=100_000, help="0: no read runs")
     parser.add_argument("--read-seconds", type=float, default=20.0)
     parser.add_argument("--million", action="store_true", help="page latency at 1M too")
+    parser.add_argument(
+        "--uvicorn-variants",
+        action="store_true",
+        help="also the bare FastAPI on asyncio's loop and h11 (what uvloop and httptools save)",
+    )
     args = parser.parse_args()
     require_wrk()
     api_key = secrets.token_urlsafe(24)
