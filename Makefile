@@ -27,11 +27,11 @@ help: ## list the targets
 	@printf '  make %-12s %s\n' 'test-<level>' 'one level of the ladder, one of: $(LEVELS)'
 
 setup: ## install the pinned toolchain into .venv (uv.lock) and the Ansible collections
-	@bash tools/setup.sh
+	@bash tools/setup.sh dev
 
 deploy: ## create a kind cluster and deploy the whole stack to it (needs docker, kind, helm, kubectl)
 	@bash tools/check-deploy-prereqs.sh
-	@$(MAKE) --no-print-directory setup
+	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/kind.yml -i $(INVENTORY)
 	ansible-playbook playbooks/site.yml -i $(INVENTORY)
 	@echo "Deployed. Through the Gateway on this machine:"
@@ -44,7 +44,8 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
-prepare: setup ## build (or reuse) every binary, image and chart the tests use
+prepare: ## build (or reuse) every binary, image and chart the tests use (needs Go)
+	@bash tools/setup.sh test
 	python -m stacktools prepare
 
 test: ## every check: set-up, builds, linters, all levels; prints a time table
@@ -56,7 +57,8 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
+		bench/gateway.py
 	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
@@ -78,6 +80,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
 	python bench/site.py
+	python bench/gateway.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed

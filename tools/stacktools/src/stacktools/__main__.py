@@ -1,7 +1,7 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
-Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
-(start/stop/status/build one server; see each command's ``--help``).
+Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
+``traefik`` (start/stop/status/build one server; see each command's ``--help``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
 }
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import controlplane, ferretdb, istiod, kind, traefik
 from stacktools.builds.gobuild import BuildError
 from stacktools.servers import postgresql
 
@@ -33,6 +33,12 @@ STEPS: tuple[Step, ...] = (
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
     ),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
     # Not built: the system's package, checked here so that a missing one is named up front.
     Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
 )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from stacktools.builds import ferretdb as ferretdb_build
+from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers import postgresql
 from stacktools.servers.controlplane import ControlPlane
@@ -30,7 +31,16 @@ from stacktools.servers.postgresql import PostgreSQL
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_mongodb_header(), _postgresql_header(), _controlplane_header()]
+    return [_mongodb_header(), _postgresql_header(), _controlplane_header(), _traefik_header()]
+
+
+def _traefik_header() -> str:
+    try:
+        path = traefik_build.binary_path()
+    except Exception as exc:  # reported in the header; the dataplane fixture raises it again
+        return f"traefik: unavailable: {exc}"
+    state = "built" if path.is_file() else "NOT built (make prepare)"
+    return f"traefik: {traefik_build.TRAEFIK_VERSION} (dataplane level) {state} at {path}"
 
 
 def _mongodb_header() -> str:

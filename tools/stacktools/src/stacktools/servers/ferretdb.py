@@ -22,10 +22,21 @@ class FerretDB(ManagedServer):
     """
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, postgresql_url: str | None = None
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: Path | None = None,
+        postgresql_url: str | None = None,
     ) -> None:
+        """``host``/``netns``: listen on an address inside a network namespace instead of
+        loopback (the dataplane level's TCPRoute backend, :mod:`stacktools.netns`).
+        ``postgresql_url``: FerretDB's PostgreSQL backend on that database instead of SQLite."""
         self.binary = build.binary()
         self.data_dir = data_dir
+        self.host = host
+        self.netns = netns
         self.postgresql_url = postgresql_url
         self.port = port or free_port()
         self.log_path = data_dir / "ferretdb.log"
@@ -33,7 +44,7 @@ class FerretDB(ManagedServer):
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
+        return f"mongodb://{self.host}:{self.port}/"
 
     @property
     def pid(self) -> int | None:
@@ -60,7 +71,7 @@ class FerretDB(ManagedServer):
         argv = [
             str(self.binary),
             *handler,
-            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--listen-addr={self.host}:{self.port}",
             f"--state-dir={self.data_dir}",
             "--debug-addr=-",
             "--telemetry=disable",
@@ -70,9 +81,11 @@ class FerretDB(ManagedServer):
         env = {"DO_NOT_TRACK": "1"}
         if self.postgresql_url is not None:
             env["FERRETDB_POSTGRESQL_URL"] = self.postgresql_url
-        self._process = start_process("ferretdb", argv, self.log_path, detach=False, env=env)
+        self._process = start_process(
+            "ferretdb", argv, self.log_path, detach=False, env=env, netns=self.netns
+        )
         try:
-            wait_for_port(self.port, timeout)
+            wait_for_port(self.port, timeout, host=self.host)
         except TimeoutError:
             tail = self._process.log_tail(2000)
             self.stop()

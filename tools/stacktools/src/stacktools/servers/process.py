@@ -13,13 +13,14 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNET = 0x40000000
 
 
 def _die_with_parent() -> None:
@@ -30,6 +31,18 @@ def _die_with_parent() -> None:
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _enter_netns(path: Path) -> None:
+    """In the child before exec: join the network namespace at ``path`` (setns(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -118,16 +131,27 @@ def start_process(
     detach: bool,
     env: dict[str, str] | None = None,
     user: str | None = None,
+    netns: Path | None = None,
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
     otherwise it is killed when the caller dies (the pytest fixture). ``user`` (only as
-    root) runs it as that account, with that account's group and no other groups.
+    root) runs it as that account, with that account's group and no other groups. ``netns``
+    (a file such as ``/run/netns/NAME``) runs it in that network namespace; not with ``user``
+    (the hook below runs after the switch of account, and entering a namespace needs root).
     """
+    if user is not None and netns is not None:
+        raise ValueError(f"{name}: start_process takes user or netns, not both")
     log.parent.mkdir(parents=True, exist_ok=True)
-    preexec: Callable[[], None] | None = None if detach else _die_with_parent
     account = None if user is None else pwd.getpwnam(user)
+
+    def preexec() -> None:
+        if not detach:
+            _die_with_parent()
+        if netns is not None:
+            _enter_netns(netns)
+
     with log.open("ab") as out:
         popen = subprocess.Popen(
             list(argv),
@@ -137,7 +161,7 @@ def start_process(
             env={**os.environ, **(env or {})},
             start_new_session=detach,
             # Runs after the switch to ``user``: a change of credentials clears PDEATHSIG.
-            preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl and setns, safe before exec
             user=None if account is None else account.pw_uid,
             group=None if account is None else account.pw_gid,
             extra_groups=None if account is None else [],
