@@ -19,8 +19,10 @@ the bench process itself for the raw driver) and of the database (FerretDB, and 
 processes) per request.
 
 Reads (`--read-records`, default 100,000): the first page (`GET /internal-read?limit=100`) by
-4 and 16 concurrent readers (wrk) for `--read-seconds`; then, with the readers gone, a
-one-record read's latency and how long the database stays busy with abandoned work. Page
+4 and 16 concurrent readers (wrk) for `--read-seconds`, this tree's apiserver first, then the
+other revision's (whose abandoned scans would otherwise run into this tree's runs); then, with
+the readers gone, a one-record read's latency and how long the database stays busy with
+abandoned work. Each run waits for the database to go idle first, at most `--idle-limit`. Page
 latency by collection size: the raw driver's first and middle page, one reader, no deadline,
 at 10k and 100k (and 1M with `--million`).
 """
@@ -203,17 +205,20 @@ def measure_wrk(
     return wrk_run(label, concurrency, data, service, database_cpu)
 
 
-def wait_idle(db: Database, limit_s: float = 900) -> None:
-    """Wait until the database has been idle (under 3% of a core) for 3 seconds in a row.
+def wait_idle(db: Database, limit_s: float) -> bool:
+    """Wait until the database has been idle (under 3% of a core) for 3 seconds in a row, or
+    ``limit_s`` (``--idle-limit``) has passed.
 
     An abandoned scan on a busy machine gets little CPU (0.1 of a core, with quiet seconds
-    between), so a single quiet second does not mean it is over."""
+    between), so a single quiet second does not mean it is over. False: still busy at the
+    limit."""
     began = time.monotonic()
     quiet = 0
     while quiet < 3 and time.monotonic() - began < limit_s:
         before = cpu_seconds(db.pids)
         time.sleep(1)
         quiet = quiet + 1 if cpu_seconds(db.pids) - before < 0.03 else 0
+    return quiet >= 3
 
 
 def apiservers(
@@ -310,7 +315,9 @@ def seed(mongo: MongoClient[Document], collection: str, count: int) -> None:
 @dataclass
 class ReadRun:
     run: Run
+    idle_before: bool
     busy_after_s: float
+    idle_after: bool
     leftover_db_cpu_s: float
     probe_ms: float
 
@@ -325,10 +332,10 @@ def reads(db: Database, args: argparse.Namespace, workdir: Path, api_key: str) -
     )
     with ExitStack() as stack:
         servers = apiservers(stack, db, args, api_key, workdir, before="reads", after="reads")
-        for readers in READERS:
-            # This tree first: the other's abandoned scans would still be running into it.
-            for server in reversed(servers):
-                wait_idle(db)
+        # This tree first: the other's abandoned scans would still be running into it.
+        for server in reversed(servers):
+            for readers in READERS:
+                idle = wait_idle(db, args.idle_limit)
                 run = measure_wrk(
                     server,
                     db,
@@ -337,16 +344,20 @@ def reads(db: Database, args: argparse.Namespace, workdir: Path, api_key: str) -
                     concurrency=readers,
                     seconds=args.read_seconds,
                 )
-                results.append(ReadRun(run, *aftermath(db, server, api_key)))
+                busy, idle_after, cpu, probe = aftermath(db, server, api_key, args.idle_limit)
+                results.append(ReadRun(run, idle, busy, idle_after, cpu, probe))
                 report(run)
                 print(f"  aftermath: {results[-1]}", file=sys.stderr)
     mongo.close()
     return results
 
 
-def aftermath(db: Database, server: Server, api_key: str) -> tuple[float, float, float]:
+def aftermath(
+    db: Database, server: Server, api_key: str, idle_limit: float
+) -> tuple[float, bool, float, float]:
     """Right after the readers stop: the latency of a one-record read (``?id=``) through the
-    server; then how long the database stays busy (abandoned work) and the CPU it burns."""
+    server; then how long the database stays busy (abandoned work, up to ``idle_limit``) and
+    the CPU it burns meanwhile."""
     cpu = cpu_seconds(db.pids)
     began = time.monotonic()
     httpx.get(
@@ -356,9 +367,9 @@ def aftermath(db: Database, server: Server, api_key: str) -> tuple[float, float,
         timeout=600,
     )
     probe_ms = (time.monotonic() - began) * 1000
-    wait_idle(db)
-    busy = time.monotonic() - began - 3  # wait_idle's three quiet seconds are not busy
-    return max(busy, 0.0), cpu_seconds(db.pids) - cpu, probe_ms
+    idle = wait_idle(db, idle_limit)
+    busy = time.monotonic() - began - (3 if idle else 0)  # the three quiet seconds are not busy
+    return max(busy, 0.0), idle, cpu_seconds(db.pids) - cpu, probe_ms
 
 
 def page_latency(db: Database, sizes: list[int]) -> list[tuple[int, float, float]]:
@@ -456,15 +467,17 @@ def read_table(results: list[ReadRun]) -> str:
     rows = [
         "| server | readers | pages/s | answered 200 | failed | p50 ms | p99 ms "
         "| one-record read right after, ms | database busy after the readers left, s "
-        "| database CPU-s burnt after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| database CPU-s burnt after | database idle when the readers began |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for item in results:
         r = item.run
+        busy = f"{item.busy_after_s:.0f}" if item.idle_after else f">= {item.busy_after_s:.0f}"
         rows.append(
             f"| {r.label} | {r.concurrency} | {r.rate:.2f} | {r.ok} | {r.errors} "
             f"| {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {item.probe_ms:,.0f} "
-            f"| {item.busy_after_s:.0f} | {item.leftover_db_cpu_s:.1f} |"
+            f"| {busy} | {item.leftover_db_cpu_s:.1f} "
+            f"| {'yes' if item.idle_before else 'no (--idle-limit reached)'} |"
         )
     return "\n".join(rows)
 
@@ -488,6 +501,13 @@ def main() -> int:
     parser.add_argument("--read-records", type=int, default=100_000, help="0: no read runs")
     parser.add_argument("--read-seconds", type=float, default=20.0)
     parser.add_argument("--million", action="store_true", help="page latency at 1M too")
+    parser.add_argument(
+        "--idle-limit",
+        type=float,
+        default=900.0,
+        help="longest wait, in seconds, for the database to go idle after the readers left "
+        "(a busy time at this limit means at least that long)",
+    )
     parser.add_argument(
         "--uvicorn-variants",
         action="store_true",
