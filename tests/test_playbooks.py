@@ -18,7 +18,12 @@ pytestmark = pytest.mark.lint
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
 ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
-PLAYBOOKS = ("playbooks/site.yml", "playbooks/teardown.yml", "playbooks/kind.yml")
+PLAYBOOKS = (
+    "playbooks/site.yml",
+    "playbooks/teardown.yml",
+    "playbooks/kind.yml",
+    "playbooks/images.yml",
+)
 SCENARIOS = sorted(path.parent.name for path in (REPO / "molecule").glob("*/molecule.yml"))
 ERROR = re.compile(r"^\[ERROR\]: (.*?)(?=^Origin:|^\S+: \[|\Z)", re.MULTILINE | re.DOTALL)
 DEPLOY_TOOLS = {"docker", "kind", "kubectl", "helm"}

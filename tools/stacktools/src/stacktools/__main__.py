@@ -1,7 +1,8 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
-``traefik`` (start/stop/status/build one server; see each command's ``--help``).
+``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``engine`` (the
+Docker engine) and ``images`` (build the service images).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ COMMANDS = {
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
     "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
+    "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
+    "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
 }
 
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod, kind, traefik
+from stacktools.builds import controlplane, ferretdb, images, istiod, kind, registry, traefik
 from stacktools.builds.gobuild import BuildError
-from stacktools.servers import postgresql
+from stacktools.servers import dockerd, postgresql
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,14 @@ STEPS: tuple[Step, ...] = (
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
     ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
+    ),
     # Not built: the system's package, checked here so that a missing one is named up front.
     Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
 )
