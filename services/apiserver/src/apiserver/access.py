@@ -1,4 +1,4 @@
-"""The access log: one JSON line per request on stderr, in the shape of the other log lines
+"""The access log: one JSON line per request on stdout, in the shape of the other log lines
 (``ts``, ``level``, ``logger``, ``msg`` and the request's fields).
 
 Written straight to the file descriptor with orjson instead of through :mod:`logging`: no
@@ -21,7 +21,7 @@ LOGGER = "apiserver.access"
 
 class AccessLog:
     def __init__(self, fd: int | None = None) -> None:
-        self.fd = sys.stderr.fileno() if fd is None else fd
+        self.fd = sys.stdout.fileno() if fd is None else fd
         self._second = -1
         self._prefix = ""
 
