@@ -64,6 +64,7 @@ lint-only:
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
 		bench/gateway.py
+	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
 

@@ -26,7 +26,7 @@ from stacktools.builds import (
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
-from stacktools.servers import dockerd
+from stacktools.servers import dockerd, postgresql
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ STEPS: tuple[Step, ...] = (
     Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
     Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
     Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
+    # Not built: the system's package, checked here so that a missing one is named up front.
+    Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
 )
 
 
