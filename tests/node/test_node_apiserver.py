@@ -189,7 +189,7 @@ def test_upsert_and_read_through_the_service_from_a_pod(stack: Stack) -> None:
     assert result["first"][0] == 200
     assert result["second"][1]["score"] == 0.75
     assert result["second"][1]["created_at"] == result["first"][1]["created_at"]
-    assert [(r["id"], r["score"]) for r in result["read"][1]["items"]] == [("node-1", 0.75)]
+    assert [(r["id"], r["score"]) for r in result["read"][1]] == [("node-1", 0.75)]
     assert result["bad"][0] == 422
 
 

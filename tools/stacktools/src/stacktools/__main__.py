@@ -2,7 +2,7 @@
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
 ``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``engine`` (the
-Docker engine) and ``images`` (build the service images).
+Docker engine), ``images`` (build the service images) and ``release`` (make release).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ COMMANDS = {
     "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
     "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
     "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
+    "release": ("stacktools.release", "the collection tarball and both images, version-tagged"),
 }
 
 
