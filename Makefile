@@ -19,7 +19,7 @@ KIND_CONTEXT ?= kind-gateway-api-stack
 # The levels of the proof ladder: one pytest marker and one make target each (make test-<level>).
 LEVELS := lint services schemas controlplane istiod images charts dataplane node
 
-.PHONY: help setup prepare deploy test lint lint-only pytest demo test-insert bench clean \
+.PHONY: help setup prepare deploy teardown destroy test lint lint-only pytest demo test-insert bench clean \
 	$(addprefix test-,$(LEVELS))
 
 help: ## list the targets
@@ -43,6 +43,12 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "  export APISERVER_API_KEY=\$$(kubectl --context $(KIND_CONTEXT) -n apiserver get secret apiserver-api-key -o jsonpath='{.data.api-key}' | base64 -d)"
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
+
+teardown: setup ## remove the stack from the cluster of INVENTORY (CRDs stay; see playbooks/teardown.yml)
+	ansible-playbook playbooks/teardown.yml -i $(INVENTORY)
+
+destroy: setup ## delete the kind cluster of make deploy and the images it built (playbooks/destroy.yml)
+	ansible-playbook playbooks/destroy.yml -i $(INVENTORY)
 
 prepare: setup ## build (or reuse) every binary, image and chart the tests use
 	python -m stacktools prepare

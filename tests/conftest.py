@@ -3,6 +3,7 @@ manifests of every role rendered for every inventory (tests/render/render.yml)."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def output_tail(text: str, lines: int = 60) -> str:
 
 @pytest.fixture(scope="session")
 def rendered(ansible: Ansible, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """inventory name -> folder with <role>/<template>.yaml and <role>/helm/<values>.yaml."""
+    """inventory name -> folder with <role>/<template>.yaml and, per Helm release of the role,
+    <role>/helm/<release>.values.yaml and <role>/helm/<release>.release.json (what the role's
+    Helm task passes besides the values: chart, version, namespace, flags)."""
     root = tmp_path_factory.mktemp("rendered")
     runs = {
         name: ansible.start(
@@ -135,11 +138,44 @@ def rendered_manifests(rendered: dict[str, Path]) -> dict[str, list[Manifest]]:
 
 @pytest.fixture(scope="session")
 def rendered_values(rendered: dict[str, Path]) -> dict[str, dict[str, dict[str, Any]]]:
-    """inventory name -> '<role>/<values file>' -> Helm values."""
+    """inventory name -> '<role>/<release>' -> the values the role's Helm task passes."""
     return {
         inventory: {
-            f"{path.parent.parent.name}/{path.name}": yaml.safe_load(path.read_text())
-            for path in sorted(folder.glob("*/helm/*.yaml"))
+            f"{path.parent.parent.name}/{path.name.removesuffix('.values.yaml')}": yaml.safe_load(
+                path.read_text()
+            )
+            for path in sorted(folder.glob("*/helm/*.values.yaml"))
         }
         for inventory, folder in rendered.items()
     }
+
+
+@dataclass(frozen=True)
+class Release:
+    """One Helm release as the role's Helm task installs it (tests/render/render_role.yml)."""
+
+    role: str
+    name: str
+    namespace: str
+    chart_ref: str
+    chart_repo_url: str
+    chart_version: str
+    values: dict[str, Any]
+    skip_crds: bool
+    skip_schema_validation: bool
+    disable_hook: bool
+
+
+@pytest.fixture(scope="session")
+def rendered_releases(rendered: dict[str, Path]) -> dict[str, dict[str, Release]]:
+    """inventory name -> release name -> what the role's Helm task passes for it."""
+    found: dict[str, dict[str, Release]] = {}
+    for inventory, folder in rendered.items():
+        found[inventory] = {}
+        for path in sorted(folder.glob("*/helm/*.release.json")):
+            spec = json.loads(path.read_text())
+            values = yaml.safe_load(path.with_name(f"{spec['name']}.values.yaml").read_text())
+            found[inventory][spec["name"]] = Release(
+                role=path.parent.parent.name, values=values or {}, **spec
+            )
+    return found

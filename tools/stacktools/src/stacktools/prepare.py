@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import controlplane, ferretdb, istiod
+from stacktools.builds import charts, controlplane, ferretdb, helm, istiod
 from stacktools.builds.gobuild import BuildError
 
 
@@ -26,10 +26,24 @@ class Step:
     ensure: Callable[[], object]
 
 
+def _helm() -> str:
+    return ", ".join(f"{helm.binary_version(path)} at {path}" for path in helm.ensure_binaries())
+
+
+def _charts() -> str:
+    found = charts.ensure_charts()
+    stand_ins = [item.describe() for item in found.values() if item.stand_in]
+    where = {str(item.path.parent) for item in found.values()}
+    note = f"; {charts.STAND_IN_NOTE}: {stand_ins}" if stand_ins else ""
+    return f"{len(found)} charts in {', '.join(sorted(where))}{note}"
+
+
 STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step("controlplane", "L3 and above", controlplane.ensure_binaries),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step("helm", "L2 charts (Helm 3 and 4), L3 Helm releases", _helm),
+    Step("charts", "L2 charts, L3 Helm releases", _charts),
 )
 
 

@@ -17,14 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from stacktools.builds import charts as charts_build
 from stacktools.builds import ferretdb as ferretdb_build
+from stacktools.builds import helm as helm_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.ferretdb import FerretDB
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_mongodb_header(), _controlplane_header()]
+    return [_mongodb_header(), _controlplane_header(), *_helm_header()]
 
 
 def _mongodb_header() -> str:
@@ -45,6 +47,27 @@ def _controlplane_header() -> str:
         return f"controlplane: unavailable: {exc}"
     state = "built" if (folder / "kube-apiserver").is_file() else "NOT built (make prepare)"
     return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
+
+
+def _helm_header() -> list[str]:
+    lines = []
+    for major in sorted(helm_build.CLIENTS):
+        try:
+            lines.append(
+                f"helm: {helm_build.binary_version(helm_build.binary(major))} at "
+                f"{helm_build.binary(major)}"
+            )
+        except Exception as exc:  # reported in the header; the fixtures raise it again
+            lines.append(f"helm {major}: unavailable: {exc}")
+    try:
+        found = charts_build.charts()
+    except Exception as exc:  # reported in the header; the fixtures raise it again
+        return [*lines, f"charts: unavailable: {exc}"]
+    folders = sorted({str(item.path.parent) for item in found.values()})
+    lines.append(f"charts: {len(found)} pinned charts in {', '.join(folders)}")
+    if any(item.stand_in for item in found.values()):
+        lines.append(f"charts: NOTE {charts_build.STAND_IN_NOTE}")
+    return lines
 
 
 @pytest.fixture(scope="session")
