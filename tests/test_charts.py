@@ -198,6 +198,19 @@ def test_every_object_of_the_release_is_valid(
     assert not errors, f"{release} [inventories/{inventory}]:\n" + "\n".join(errors)
 
 
+def trimmed(value: Any) -> Any:
+    """``value`` with whitespace at line ends and trailing blank lines of strings removed: Helm 4
+    keeps a template's trailing whitespace-only line inside a multi-line string (the Dagster
+    chart's workspace.yaml) where Helm 3 drops it; nothing else may differ."""
+    if isinstance(value, dict):
+        return {key: trimmed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [trimmed(item) for item in value]
+    if isinstance(value, str) and "\n" in value:
+        return "\n".join(line.rstrip() for line in value.splitlines()).rstrip("\n")
+    return value
+
+
 @pytest.mark.parametrize("release", RELEASES, ids=_ids)
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_helm_3_and_helm_4_render_the_same_objects(
@@ -207,8 +220,8 @@ def test_helm_3_and_helm_4_render_the_same_objects(
         meta = obj["metadata"]
         return f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
 
-    helm3 = {key(obj): obj for obj in templated[(3, inventory, release)].objects}
-    helm4 = {key(obj): obj for obj in templated[(4, inventory, release)].objects}
+    helm3 = {key(obj): trimmed(obj) for obj in templated[(3, inventory, release)].objects}
+    helm4 = {key(obj): trimmed(obj) for obj in templated[(4, inventory, release)].objects}
     assert sorted(helm3) == sorted(helm4)
     different = [name for name in helm3 if helm3[name] != helm4[name]]
     assert not different, different
@@ -761,7 +774,7 @@ def test_the_preflight_accepts_helm_3_with_the_bundled_kubernetes_core(
     ansible: Any, helm_clients: dict[int, Path], tmp_path: Path
 ) -> None:
     output = run_site_with_helm(ansible, helm_clients[3], tmp_path)
-    assert "cannot work together" not in output
+    assert "cannot work together:" not in output
     assert (
         f"stack_kubeconfig points to {tmp_path / 'no-kubeconfig'}, which does not exist" in output
     )

@@ -5,9 +5,11 @@ Where the charts come from (:func:`charts_root`), the same order as the CRDs
 
 1. ``CHARTS_DIR`` when set (an error if it is not a folder);
 2. ``<repo>/../shared/charts``, the offline copies next to the repository, when it exists;
-3. otherwise the pinned upstream releases, pulled once by the set-up step into
-   ``<cache>/charts`` with the Helm built there (``helm pull <chart> --repo <url> --version
-   <version>``, which resolves the chart through the repository's index as any Helm does).
+3. otherwise ``<cache>/charts``, which the set-up step fills once: from the ``shared/charts``
+   beside the repository this clone was made from when its ``origin`` is a folder on this
+   machine (``git clone /work/main /tmp/ci``), else by pulling the pinned upstream releases with
+   the Helm built there (``helm pull <chart> --repo <url> --version <version>``, which resolves
+   the chart through the repository's index as any Helm does).
 
 Every file is checked before use: a gzipped chart archive whose ``Chart.yaml`` has the pinned
 name and version. Chart files are read in place; nothing is copied into the repository.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ import yaml
 
 from stacktools.builds import helm
 from stacktools.builds.gobuild import PREPARE_HINT, BuildError, BuildMissingError, file_lock
-from stacktools.paths import cache_dir, repo_root
+from stacktools.paths import cache_dir, origin_shared_dir, repo_root
 
 
 @dataclass(frozen=True)
@@ -227,14 +230,29 @@ def _pull(pinned: PinnedChart, dest: Path) -> None:
     partial.rmdir()
 
 
+def _from_mirror(pinned: PinnedChart, mirror: Path | None, dest: Path) -> bool:
+    """Copy the chart (or its stand-in) from ``mirror`` into ``dest`` once it checks out."""
+    for path in _candidates(pinned, mirror) if mirror is not None else []:
+        if path.is_file():
+            _checked(pinned, path)
+            partial = dest / f".{path.name}.partial"
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, partial)
+            partial.replace(dest / path.name)
+            return True
+    return False
+
+
 def ensure_charts() -> dict[str, ChartFile]:
-    """Every pinned chart, pulled into the cache first when no local folder has it (set-up)."""
+    """Every pinned chart; when no local folder has them, into the cache first (set-up)."""
     local = local_charts_dir()
     if local is None:
         dest = cache_dir() / "charts"
+        mirror = origin_shared_dir("charts")
         with file_lock(cache_dir() / "locks" / "charts.lock"):
             for pinned in PINNED:
-                if not any(path.is_file() for path in _candidates(pinned, dest)):
+                present = any(path.is_file() for path in _candidates(pinned, dest))
+                if not present and not _from_mirror(pinned, mirror, dest):
                     _pull(pinned, dest)
     try:
         return charts()

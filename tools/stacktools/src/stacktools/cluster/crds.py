@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 
 from stacktools.builds.gobuild import file_lock
-from stacktools.paths import cache_dir, crds_dir, repo_root
+from stacktools.paths import cache_dir, crds_dir, origin_shared_dir
 
 GATEWAY_API_VERSION = "v1.5.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
@@ -223,19 +222,8 @@ def git_blob_sha1(data: bytes) -> str:
 def local_mirrors() -> list[Path]:
     """``shared/crds`` beside the repository this clone was made from, when its ``origin`` is
     a folder on this machine (``git clone /work/main /tmp/ci``): files are still verified."""
-    try:
-        origin = subprocess.run(
-            ["git", "-C", str(repo_root()), "remote", "get-url", "origin"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError, RuntimeError):
-        return []
-    path = Path(origin)
-    mirror = path.resolve().parent / "shared" / "crds" if path.is_absolute() else None
-    return [mirror] if mirror is not None and mirror.is_dir() else []
+    mirror = origin_shared_dir("crds")
+    return [mirror] if mirror is not None else []
 
 
 def download(
