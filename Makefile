@@ -27,11 +27,11 @@ help: ## list the targets
 	@printf '  make %-12s %s\n' 'test-<level>' 'one level of the ladder, one of: $(LEVELS)'
 
 setup: ## install the pinned toolchain into .venv (uv.lock) and the Ansible collections
-	@bash tools/setup.sh
+	@bash tools/setup.sh dev
 
 deploy: ## create a kind cluster and deploy the whole stack to it (needs docker, kind, helm, kubectl)
 	@bash tools/check-deploy-prereqs.sh
-	@$(MAKE) --no-print-directory setup
+	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/kind.yml -i $(INVENTORY)
 	ansible-playbook playbooks/site.yml -i $(INVENTORY)
 	@echo "Deployed. Through the Gateway on this machine:"
@@ -44,13 +44,16 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
-teardown: setup ## remove the stack from the cluster of INVENTORY (CRDs stay; see playbooks/teardown.yml)
+teardown: ## remove the stack from the cluster of INVENTORY (CRDs stay; see playbooks/teardown.yml)
+	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/teardown.yml -i $(INVENTORY)
 
-destroy: setup ## delete the kind cluster of make deploy and the images it built (playbooks/destroy.yml)
+destroy: ## delete the kind cluster of make deploy and the images it built (playbooks/destroy.yml)
+	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/destroy.yml -i $(INVENTORY)
 
-prepare: setup ## build (or reuse) every binary, image and chart the tests use
+prepare: ## build (or reuse) every binary, image and chart the tests use (needs Go)
+	@bash tools/setup.sh test
 	python -m stacktools prepare
 
 test: ## every check: set-up, builds, linters, all levels; prints a time table
@@ -62,7 +65,7 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
 	yamllint --strict .
 	ansible-lint
 
@@ -82,6 +85,7 @@ test-insert: setup ## post COUNT random records to APISERVER_BASE_URL (needs API
 bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
+	python bench/site.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed

@@ -1,13 +1,24 @@
-"""Fail unless every collection in a requirements file is installed in an accepted version.
+"""Make the Ansible collections of a requirements file available, and fail unless every one is
+installed in an accepted version.
 
-A collection installed from Galaxy must meet the requirements file. When Galaxy could not be
-reached, set-up falls back to the copy bundled in the pinned ``ansible`` package; that copy must
-meet ``BUNDLED_MINIMUM`` instead (what the playbooks cannot do without), and what it cannot do
-is said (the playbooks' preflight fails naming the versions when it matters).
+    python tools/check_collections.py [--install] collections/requirements.yml
+
+``--install`` (tools/setup.sh) first tries Galaxy, with a time limit; when that fails it says why
+and the collections bundled in the pinned ``ansible`` package are checked instead. Once that
+passed, a stamp in .venv (named by the hash of the requirements file) skips both next time.
+Plain Python, so the set-up needs neither ``sha256sum`` nor ``timeout`` (stock macOS has
+neither).
+
+A collection installed from Galaxy must meet the requirements file. The copy bundled in the
+``ansible`` package (Galaxy unreachable) must meet ``BUNDLED_MINIMUM`` instead, what the
+playbooks cannot do without, and what it cannot do is said (the playbooks' preflight fails
+naming both versions when it matters).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -24,16 +35,18 @@ BUNDLED_LIMITS = {
         "works with Helm 3 (>= 3.16) only; Helm 4 needs kubernetes.core >= 6.4.0 from Galaxy"
     ),
 }
+GALAXY_TIMEOUT_SECONDS = 60
+INSTALL_DIR = Path("collections/installed")  # ansible.cfg: collections_path
+
+
+def galaxy() -> str:
+    return str(Path(sys.executable).with_name("ansible-galaxy"))
 
 
 def installed_versions() -> dict[str, tuple[str, str]]:
+    """name -> (version, collections path) of the copy Ansible loads."""
     out = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-galaxy")),
-            "collection",
-            "list",
-            "--format=json",
-        ],
+        [galaxy(), "collection", "list", "--format=json"],
         check=True,
         capture_output=True,
         text=True,
@@ -50,8 +63,42 @@ def bundled(path: str) -> bool:
     return "site-packages" in Path(path).parts
 
 
-def main(requirements: str) -> int:
-    wanted = yaml.safe_load(Path(requirements).read_text())["collections"]
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def stamp_path(requirements: Path) -> Path:
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    return Path(".venv") / f".collections-{digest}"
+
+
+def install_from_galaxy(requirements: Path) -> None:
+    """Try Galaxy; say what happened either way."""
+    command = [galaxy(), "collection", "install", "--force", "-r", str(requirements)]
+    try:
+        result = subprocess.run(
+            [*command, "-p", str(INSTALL_DIR)],
+            capture_output=True,
+            text=True,
+            timeout=GALAXY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        reason = f"no answer within {GALAXY_TIMEOUT_SECONDS} s"
+    else:
+        reason = "" if result.returncode == 0 else last_line(result.stdout + result.stderr)
+    if reason:
+        print(
+            f"setup: Galaxy cannot be used ({reason}); "
+            "using the collections bundled in the pinned ansible package"
+        )
+    else:
+        print(f"setup: collections installed from Galaxy into {INSTALL_DIR}")
+
+
+def check(requirements: Path) -> int:
+    wanted = yaml.safe_load(requirements.read_text())["collections"]
     found = installed_versions()
     errors = []
     for item in wanted:
@@ -77,5 +124,22 @@ def main(requirements: str) -> int:
     return 1 if errors else 0
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("requirements", type=Path)
+    parser.add_argument("--install", action="store_true", help="try Galaxy first (once)")
+    args = parser.parse_args()
+    if not args.install:
+        return check(args.requirements)
+    stamp = stamp_path(args.requirements)
+    if stamp.exists():
+        return 0
+    install_from_galaxy(args.requirements)
+    status = check(args.requirements)
+    if status == 0:
+        stamp.touch()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

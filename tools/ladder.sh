@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: the whole proof ladder, each stage timed, then a table of where the time went.
-#   set-up   uv, .venv, collections (tools/setup.sh)
+#   set-up   Go check, uv, .venv, collections (tools/setup.sh test)
 #   prepare  every binary, image and chart the tests use (python -m stacktools prepare):
 #            built here, with progress, never inside a test's timeout
 #   lint     ruff, mypy, yamllint, ansible-lint (make lint)
@@ -32,7 +32,7 @@ table() {
 
 status=0
 {
-  stage "set-up" bash tools/setup.sh &&
+  stage "set-up" bash tools/setup.sh test &&
     stage "prepare (builds)" .venv/bin/python -m stacktools prepare &&
     stage "L0 lint" make --no-print-directory lint-only &&
     stage "pytest" .venv/bin/pytest

@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# Set-up for `make test` and `make demo` on a fresh machine; cheap when already done.
-#  1. checks the prerequisites (Python >= 3.11, Go >= 1.26) and names what is missing;
-#  2. installs uv (pinned) into the cache and syncs .venv from uv.lock;
-#  3. makes the Ansible collections of collections/requirements.yml available: from Galaxy
-#     when reachable, otherwise from the copies inside the pinned `ansible` package.
+# Set-up of this checkout; cheap when already done. One argument, the profile:
+#   deploy  what `make deploy` runs: Python >= 3.11; .venv gets the `deploy` dependency group
+#           only (ansible and kubernetes.core's libraries), added to whatever .venv holds already
+#   dev     `make setup` (the default): Python >= 3.11 and git; .venv gets every group (linters,
+#           Molecule, the test harness, the services)
+#   test    `make test` / `make prepare`: dev, and Go >= 1.26 first (the set-up step builds
+#           FerretDB, the Kubernetes control plane and istiod from Go modules)
+# Then the Ansible collections of collections/requirements.yml: from Galaxy when reachable,
+# otherwise from the copies inside the pinned `ansible` package (tools/check_collections.py).
+#
+# Portable: bash 3.2 and the tools a stock macOS and a stock Debian both have; hashing and
+# time limits are done in Python (no sha256sum, no timeout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9 # pinned: newest uv on PyPI on 2026-11-26
+GO_MINIMUM_MINOR=26 # Go 1.26: Kubernetes v1.36.3's go.mod (tools/controlplane)
 CACHE="${STACK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gateway-api-stack}"
 PYTHON="${PYTHON:-python3}"
+
+profile="${1:-dev}"
+case "$profile" in
+  deploy | dev | test) ;;
+  *)
+    echo "setup: unknown profile '$profile' (one of: deploy, dev, test)" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -17,17 +34,26 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 elif ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   missing+=("Python >= 3.11 ($PYTHON is $("$PYTHON" -V 2>&1))")
 fi
-go_minor=$(go env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p')
-if [[ -z "$go_minor" ]]; then
-  missing+=("Go >= 1.26 (builds FerretDB and the Kubernetes v1.36 control plane the tests run)")
-elif ((go_minor < 26)); then
-  missing+=("Go >= 1.26 (found $(go env GOVERSION); Kubernetes v1.36.3 needs go 1.26)")
+if [[ "$profile" != deploy ]]; then
+  command -v git >/dev/null 2>&1 || missing+=("git")
 fi
-for tool in git make; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
+if [[ "$profile" == test ]]; then
+  go_hint="builds FerretDB, the Kubernetes v1.36 control plane and istiod for the tests; https://go.dev/doc/install"
+  if ! command -v go >/dev/null 2>&1; then
+    missing+=("Go >= 1.$GO_MINIMUM_MINOR (no \`go\` on PATH; $go_hint)")
+  else
+    go_found=$(go env GOVERSION 2>/dev/null || true)
+    if [[ "$go_found" =~ ^go1\.([0-9]+) ]]; then
+      if ((BASH_REMATCH[1] < GO_MINIMUM_MINOR)); then
+        missing+=("Go >= 1.$GO_MINIMUM_MINOR (found $go_found; $go_hint)")
+      fi
+    else
+      missing+=("Go >= 1.$GO_MINIMUM_MINOR (\`go env GOVERSION\` printed '${go_found}'; $go_hint)")
+    fi
+  fi
+fi
 if ((${#missing[@]})); then
-  echo "setup: missing prerequisites:" >&2
+  echo "setup ($profile): missing prerequisites:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
@@ -35,26 +61,24 @@ fi
 uv="$CACHE/bootstrap/bin/uv"
 if [[ ! -x "$uv" ]] || [[ "$("$uv" --version | cut -d' ' -f2)" != "$UV_VERSION" ]]; then
   echo "setup: installing uv $UV_VERSION into $CACHE/bootstrap"
-  "$PYTHON" -m venv "$CACHE/bootstrap"
+  if ! "$PYTHON" -m venv "$CACHE/bootstrap"; then
+    echo "setup: \`$PYTHON -m venv\` failed; install Python's venv module (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  fi
   "$CACHE/bootstrap/bin/pip" install --quiet "uv==$UV_VERSION"
 fi
 # --compile-bytecode: every Ansible kubernetes.core task imports the `kubernetes` client afresh
 # (about 2 s without .pyc files, 0.8 s with); where PYTHONDONTWRITEBYTECODE is set nothing else
 # would write them. Warm, the compile step is a check of about a second.
-"$uv" sync --locked --compile-bytecode --python "$PYTHON" --quiet
-echo "setup: .venv in sync with uv.lock ($(.venv/bin/ansible --version 2>/dev/null | sed -n 1p))"
+if [[ "$profile" == deploy ]]; then
+  # --inexact: a .venv that a dev set-up filled keeps its test tools.
+  "$uv" sync --locked --compile-bytecode --python "$PYTHON" --quiet \
+    --no-default-groups --group deploy --inexact
+else
+  "$uv" sync --locked --compile-bytecode --python "$PYTHON" --quiet
+fi
+echo "setup ($profile): .venv in sync with uv.lock ($(.venv/bin/ansible --version 2>/dev/null | sed -n 1p))"
 
 # Ansible collections. ansible.cfg puts Galaxy installs in collections/installed and also scans
 # the venv's site-packages, where the `ansible` package keeps its bundled collections.
-stamp=".venv/.collections-$(sha256sum collections/requirements.yml | cut -c1-16)"
-if [[ ! -f "$stamp" ]]; then
-  if timeout 60 .venv/bin/ansible-galaxy collection install --force -r collections/requirements.yml \
-      -p collections/installed >/tmp/galaxy.$$.log 2>&1; then
-    echo "setup: collections installed from Galaxy into collections/installed"
-  else
-    echo "setup: Galaxy is unreachable; using the collections bundled in the pinned ansible package"
-  fi
-  rm -f /tmp/galaxy.$$.log
-  .venv/bin/python tools/check_collections.py collections/requirements.yml
-  touch "$stamp"
-fi
+.venv/bin/python tools/check_collections.py --install collections/requirements.yml

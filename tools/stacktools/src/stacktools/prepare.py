@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import charts, controlplane, ferretdb, helm, istiod
+from stacktools.builds import charts, controlplane, ferretdb, helm, istiod, kind
 from stacktools.builds.gobuild import BuildError
 
 
@@ -40,8 +40,15 @@ def _charts() -> str:
 
 STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
-    Step("controlplane", "L3 and above", controlplane.ensure_binaries),
+    Step(
+        "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
+    ),
     Step("istiod", "L4", istiod.ensure_binary),
+    Step(
+        "kind",
+        "L0 deploy checks (kind version, node image pin)",
+        lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
     Step("helm", "L2 charts (Helm 3 and 4), L3 Helm releases", _helm),
     Step("charts", "L2 charts, L3 Helm releases", _charts),
 )

@@ -35,6 +35,9 @@ PACKAGES = {
     "etcd": "./cmd/etcd",
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    # The client the benchmarks compare Ansible with (`kubectl apply --server-side`), and a
+    # way for a person to look at the test cluster.
+    "kubectl": "k8s.io/kubernetes/cmd/kubectl",
 }
 
 
@@ -61,6 +64,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kubectl: Path
 
 
 def module_dir() -> Path:
@@ -78,6 +82,7 @@ def _binaries(directory: Path) -> Binaries:
         etcd=directory / "etcd",
         kube_apiserver=directory / "kube-apiserver",
         kube_controller_manager=directory / "kube-controller-manager",
+        kubectl=directory / "kubectl",
     )
 
 
