@@ -183,7 +183,8 @@ def molecule_test(ansible: Any, tmp_path: Path, *ansible_args: str) -> Run:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+# Five Helm releases installed, checked and uninstalled on top of the roles' own objects.
+@pytest.mark.timeout(2700)
 def test_controlplane_scenario(
     ansible: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
