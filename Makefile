@@ -65,7 +65,8 @@ lint-only:
 	ruff check .
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
-	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py
+	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
+		bench/gateway.py
 	yamllint --strict .
 	ansible-lint
 
@@ -86,6 +87,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/apiserver.py
 	python bench/pipeline.py
 	python bench/site.py
+	python bench/gateway.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed

@@ -1,8 +1,9 @@
 """``python -m stacktools <command> ...``: the harness's one command line.
 
-Commands: ``prepare`` (build everything the tests use), ``controlplane`` and ``istiod``
-(start/stop/status/build one server; see each command's ``--help``), ``snapshot`` (every
-object of a cluster, to prove what a teardown leaves behind).
+Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
+``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``helm``
+(where the Helm clients are), ``snapshot`` (every object of a cluster, to prove what a
+teardown leaves behind).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
     "helm": ("stacktools.builds.helm", "where the Helm 3 / Helm 4 clients are (path, version)"),
     "snapshot": ("stacktools.cluster.snapshot", "record a cluster's objects; compare two records"),
 }

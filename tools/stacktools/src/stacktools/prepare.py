@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import charts, controlplane, ferretdb, helm, istiod, kind
+from stacktools.builds import charts, controlplane, ferretdb, helm, istiod, kind, traefik
 from stacktools.builds.gobuild import BuildError
 
 
@@ -51,6 +51,7 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("helm", "L2 charts (Helm 3 and 4), L3 Helm releases", _helm),
     Step("charts", "L2 charts, L3 Helm releases", _charts),
+    Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
 )
 
 

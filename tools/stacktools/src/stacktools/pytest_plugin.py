@@ -20,13 +20,23 @@ import pytest
 from stacktools.builds import charts as charts_build
 from stacktools.builds import ferretdb as ferretdb_build
 from stacktools.builds import helm as helm_build
+from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.ferretdb import FerretDB
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_mongodb_header(), _controlplane_header(), *_helm_header()]
+    return [_mongodb_header(), _controlplane_header(), *_helm_header(), _traefik_header()]
+
+
+def _traefik_header() -> str:
+    try:
+        path = traefik_build.binary_path()
+    except Exception as exc:  # reported in the header; the dataplane fixture raises it again
+        return f"traefik: unavailable: {exc}"
+    state = "built" if path.is_file() else "NOT built (make prepare)"
+    return f"traefik: {traefik_build.TRAEFIK_VERSION} (dataplane level) {state} at {path}"
 
 
 def _mongodb_header() -> str:

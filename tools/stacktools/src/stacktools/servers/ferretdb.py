@@ -19,16 +19,27 @@ class FerretDB(ManagedServer):
     test can take the database away and bring it back.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: Path | None = None,
+    ) -> None:
+        """``host``/``netns``: listen on an address inside a network namespace instead of
+        loopback (the dataplane level's TCPRoute backend, :mod:`stacktools.netns`)."""
         self.binary = build.binary()
         self.data_dir = data_dir
+        self.host = host
+        self.netns = netns
         self.port = port or free_port()
         self.log_path = data_dir / "ferretdb.log"
         self._process: ServerProcess | None = None
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
+        return f"mongodb://{self.host}:{self.port}/"
 
     @property
     def running(self) -> bool:
@@ -43,7 +54,7 @@ class FerretDB(ManagedServer):
             str(self.binary),
             "--handler=sqlite",
             f"--sqlite-url=file:{sqlite_dir}/",
-            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--listen-addr={self.host}:{self.port}",
             f"--state-dir={self.data_dir}",
             "--debug-addr=-",
             "--telemetry=disable",
@@ -51,9 +62,11 @@ class FerretDB(ManagedServer):
             "--log-format=json",
         ]
         env = {"DO_NOT_TRACK": "1"}
-        self._process = start_process("ferretdb", argv, self.log_path, detach=False, env=env)
+        self._process = start_process(
+            "ferretdb", argv, self.log_path, detach=False, env=env, netns=self.netns
+        )
         try:
-            wait_for_port(self.port, timeout)
+            wait_for_port(self.port, timeout, host=self.host)
         except TimeoutError:
             tail = self._process.log_tail(2000)
             self.stop()

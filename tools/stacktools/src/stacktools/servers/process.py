@@ -12,13 +12,14 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNET = 0x40000000
 
 
 def _die_with_parent() -> None:
@@ -29,6 +30,18 @@ def _die_with_parent() -> None:
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _enter_netns(path: Path) -> None:
+    """In the child before exec: join the network namespace at ``path`` (setns(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -116,14 +129,22 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    netns: Path | None = None,
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
-    otherwise it is killed when the caller dies (the pytest fixture).
+    otherwise it is killed when the caller dies (the pytest fixture). ``netns`` (a file such
+    as ``/run/netns/NAME``) runs it in that network namespace.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    preexec: Callable[[], None] | None = None if detach else _die_with_parent
+
+    def preexec() -> None:
+        if not detach:
+            _die_with_parent()
+        if netns is not None:
+            _enter_netns(netns)
+
     with log.open("ab") as out:
         popen = subprocess.Popen(
             list(argv),
@@ -132,7 +153,7 @@ def start_process(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=detach,
-            preexec_fn=preexec,  # noqa: PLW1509 - only prctl, safe before exec
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl and setns, safe before exec
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
 
