@@ -66,7 +66,7 @@ lint-only:
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
-		bench/gateway.py
+		bench/gateway.py bench/charts.py
 	yamllint --strict .
 	ansible-lint
 
@@ -88,6 +88,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/pipeline.py
 	python bench/site.py
 	python bench/gateway.py
+	python bench/charts.py
 
 clean: ## remove local state (.venv, caches); the shared binary cache stays
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed

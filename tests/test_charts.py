@@ -736,9 +736,19 @@ def test_the_dagster_release_installs_where_the_schema_urls_are_out_of_reach(
 PREFLIGHT_FAILURE = "helm {helm} and kubernetes.core {core}"
 
 
+def bundled_only(tmp_path: Path) -> dict[str, str]:
+    """Environment in which Ansible loads the kubernetes.core bundled with the pinned
+    ``ansible`` package (6.2.0), whatever a Galaxy install put into collections/installed:
+    the collections path is an empty folder, and the virtualenv is still scanned."""
+    empty = tmp_path / "no-collections"
+    empty.mkdir(exist_ok=True)
+    return {"ANSIBLE_COLLECTIONS_PATH": str(empty)}
+
+
 def run_site_with_helm(ansible: Any, helm_binary: Path, tmp_path: Path) -> str:
-    """site.yml's preflight with this helm first on PATH; no cluster is needed to get past the
-    tool checks (a missing kubeconfig stops it right after them)."""
+    """site.yml's preflight with this helm first on PATH and the bundled kubernetes.core; no
+    cluster is needed to get past the tool checks (a missing kubeconfig stops it right after
+    them)."""
     result = ansible.run(
         "ansible-playbook",
         "-i",
@@ -747,6 +757,7 @@ def run_site_with_helm(ansible: Any, helm_binary: Path, tmp_path: Path) -> str:
         "-e",
         f"stack_kubeconfig={tmp_path / 'no-kubeconfig'}",
         PATH=f"{helm_binary.parent}{os.pathsep}{ansible.bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **bundled_only(tmp_path),
     )
     assert result.returncode != 0
     return " ".join(result.stdout.split())
@@ -757,11 +768,15 @@ def test_the_preflight_refuses_helm_4_with_a_kubernetes_core_older_than_6_4(
 ) -> None:
     core = ansible.run(
         "ansible", "localhost", "-m", "debug", "-a",
-        "msg={{ lookup('stack_collection_version', 'kubernetes.core').version }}",
+        "msg={{ lookup('stack_collection_version', 'kubernetes.core').values() | join(' ') }}",
+        **bundled_only(tmp_path),
     )  # fmt: skip
-    version = core.stdout.split()[-1]
+    assert core.returncode == 0, core.stdout + core.stderr
+    version, path = core.stdout.split()[-2:]
+    assert "site-packages" in Path(path).parts, core.stdout
     assert tuple(int(part) for part in version.split(".")) < (6, 4, 0), (
-        f"kubernetes.core {version} supports Helm 4; this test needs the bundled 6.2.0"
+        f"the bundled kubernetes.core {version} supports Helm 4: check_collections' limits"
+        " and the preflight's minimums are out of date"
     )
     output = run_site_with_helm(ansible, helm_clients[4], tmp_path)
     helm4 = helm.binary_version(helm_clients[4])

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.galaxy.dependency_resolution.versioning import meets_requirements
 
-from stacktools.builds import charts
+from stacktools.builds import charts, kubernetes_core
 
 pytestmark = pytest.mark.lint
 
@@ -86,3 +87,13 @@ def test_the_preflight_and_the_set_up_agree_on_the_kubernetes_core_minimums() ->
     requirements = yaml.safe_load((REPO / "collections/requirements.yml").read_text())
     (core,) = [c for c in requirements["collections"] if c["name"] == "kubernetes.core"]
     assert core["version"].startswith(f">={helm4.group(1)},")
+
+
+def test_the_helm_4_tests_use_a_kubernetes_core_the_requirements_accept() -> None:
+    """tests/test_helm4_release.py stands for a user's Galaxy install: its kubernetes.core
+    must be one collections/requirements.yml accepts."""
+    requirements = yaml.safe_load((REPO / "collections/requirements.yml").read_text())
+    (core,) = [c for c in requirements["collections"] if c["name"] == "kubernetes.core"]
+    pinned = kubernetes_core.KUBERNETES_CORE_HELM4
+    assert pinned.name == "kubernetes.core"
+    assert meets_requirements(pinned.version, core["version"]), (pinned.version, core["version"])

@@ -13,7 +13,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stacktools.builds import charts, controlplane, ferretdb, helm, istiod, kind, traefik
+from stacktools.builds import (
+    charts,
+    controlplane,
+    ferretdb,
+    helm,
+    istiod,
+    kind,
+    kubernetes_core,
+    traefik,
+)
 from stacktools.builds.gobuild import BuildError
 
 
@@ -51,6 +60,11 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("helm", "L2 charts (Helm 3 and 4), L3 Helm releases", _helm),
     Step("charts", "L2 charts, L3 Helm releases", _charts),
+    Step(
+        "kubernetes.core",
+        "L4.5 charts: Helm 4 installs (kubernetes.core 6.6.0 from ansible 14.5.0 on PyPI)",
+        kubernetes_core.ensure_collection,
+    ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
 )
 
