@@ -1,8 +1,10 @@
 """Benchmark of the Helm releases (`make bench`; prints numbers, asserts nothing).
 
 For every release the roles install, with exactly what the role's Helm task passes for
-inventories/local (tests/render/render.yml: values combined with ``*_helm_extra_values``, and
-the role's flags), from the pinned local charts (stacktools.builds.charts):
+inventories/controlplane, what the controlplane scenario installs (tests/render/render.yml:
+values combined with ``*_helm_extra_values``, and the role's flags: there the chart's hooks are
+off, because hook Jobs need running pods), from the pinned local charts
+(stacktools.builds.charts):
 
 1. ``helm template`` with Helm 3 and with Helm 4 (the set-up step's clients), the median of
    ``--rounds`` runs each;
@@ -33,7 +35,7 @@ from stacktools.cluster.crds import crds_root
 from stacktools.servers.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
-INVENTORY = "local"
+INVENTORY = "controlplane"
 ROLES = ("istio", "mongodb", "monitoring", "dagster")  # site.yml's order
 
 
@@ -53,7 +55,10 @@ def render(workdir: Path) -> list[Release]:
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_LOOKUP_PLUGINS": str(REPO / "playbooks" / "lookup_plugins"),
         "RENDER_DIR": str(workdir),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # The roles read a local chart's Chart.yaml with `helm show chart`.
+        "PATH": os.pathsep.join(
+            (str(helm.bin_dir(3)), str(Path(sys.executable).parent), os.environ.get("PATH", ""))
+        ),
     }
     done = subprocess.run(
         [
