@@ -19,7 +19,7 @@ KIND_CONTEXT ?= kind-gateway-api-stack
 # The levels of the proof ladder: one pytest marker and one make target each (make test-<level>).
 LEVELS := lint services schemas controlplane istiod images charts dataplane node
 
-.PHONY: help setup prepare deploy teardown destroy test lint lint-only pytest demo test-insert bench clean \
+.PHONY: help setup prepare deploy push-images teardown destroy test lint lint-only pytest demo test-insert bench clean \
 	$(addprefix test-,$(LEVELS))
 
 help: ## list the targets
@@ -51,6 +51,10 @@ teardown: ## remove the stack from the cluster of INVENTORY (CRDs stay; see play
 destroy: ## delete the kind cluster of make deploy and the images it built (playbooks/destroy.yml)
 	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/destroy.yml -i $(INVENTORY)
+
+push-images: ## build both images and push them to the inventory's registry (INVENTORY=, REGISTRY=)
+	@bash tools/setup.sh deploy
+	ansible-playbook playbooks/images.yml -i $(INVENTORY) $(if $(REGISTRY),-e stack_image_registry=$(REGISTRY))
 
 prepare: ## build (or reuse) every binary, image and chart the tests use (needs Go)
 	@bash tools/setup.sh test

@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
 ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
 RENDER_PLAYBOOK = REPO / "tests" / "render" / "render.yml"
+# Staging and production pull the images from a registry, which the inventory owner names
+# (stack_image_registry); the roles refuse to run without one. This is the tests' name for it.
+TEST_REGISTRY = "registry.example.com/gateway-api-stack"
+NEEDS_REGISTRY = ("staging", "production")
+
+
+def registry_args(inventory: str) -> list[str]:
+    """``-e stack_image_registry=...`` where the inventory needs a registry."""
+    return ["-e", f"stack_image_registry={TEST_REGISTRY}"] if inventory in NEEDS_REGISTRY else []
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,12 @@ def output_tail(text: str, lines: int = 60) -> str:
 
 
 @pytest.fixture(scope="session")
+def registries() -> dict[str, str]:
+    """inventory name -> the registry its rendered manifests pull from ('' on kind)."""
+    return {name: TEST_REGISTRY if name in NEEDS_REGISTRY else "" for name in INVENTORIES}
+
+
+@pytest.fixture(scope="session")
 def rendered(ansible: Ansible, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """inventory name -> folder with <role>/<template>.yaml and, per Helm release of the role,
     <role>/helm/<release>.values.yaml and <role>/helm/<release>.release.json (what the role's
@@ -86,7 +101,7 @@ def rendered(ansible: Ansible, tmp_path_factory: pytest.TempPathFactory) -> dict
     runs = {
         name: ansible.start(
             "ansible-playbook",
-            ["-i", f"inventories/{name}", str(RENDER_PLAYBOOK)],
+            ["-i", f"inventories/{name}", *registry_args(name), str(RENDER_PLAYBOOK)],
             RENDER_DIR=str(root / name),
         )
         for name in INVENTORIES

@@ -632,11 +632,11 @@ def test_dagster_runs_the_pipeline_image_and_its_run_pods_run_restricted(
     assert worker["securityContext"]["allowPrivilegeEscalation"] is False
     assert worker["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert worker["securityContext"]["readOnlyRootFilesystem"] is True
-    # A read-only root filesystem still needs its scratch folders, as in the code location.
-    assert {m["mountPath"] for m in worker["volumeMounts"]} >= {
-        "/tmp",
-        "/opt/dagster/dagster_home/storage",
-    }
+    # A read-only root filesystem still needs its scratch folders (/tmp and Dagster's local
+    # instance in DAGSTER_HOME), the same as the code location's.
+    code_mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert code_mounts >= {"/tmp", "/opt/dagster/dagster_home"}, code_mounts
+    assert {m["mountPath"] for m in worker["volumeMounts"]} >= code_mounts
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)

@@ -73,7 +73,10 @@ def test_unknown_service_is_refused_naming_the_known_ones(tmp_path: Path) -> Non
 
 
 def test_roles_deploy_the_tag_kind_builds(
-    ansible: Any, rendered_manifests: dict[str, list[Any]], rendered_values: dict[str, Any]
+    ansible: Any,
+    rendered_manifests: dict[str, list[Any]],
+    rendered_values: dict[str, Any],
+    registries: dict[str, str],
 ) -> None:
     source_tag = plugin().source_tag
     apiserver, pipeline = source_tag(REPO, "apiserver"), source_tag(REPO, "pipeline")
@@ -87,15 +90,16 @@ def test_roles_deploy_the_tag_kind_builds(
     assert "lookup('stack_image_tag', 'apiserver')" in kind
     assert "lookup('stack_image_tag', 'pipeline')" in kind
     for inventory, manifests in rendered_manifests.items():
+        prefix = f"{registries[inventory]}/" if registries[inventory] else ""
         (deployment,) = [
             m.doc for m in manifests if m.kind == "Deployment" and m.name == "apiserver"
         ]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert image == f"gateway-api-stack/apiserver:{apiserver}", inventory
+        assert image == f"{prefix}gateway-api-stack/apiserver:{apiserver}", inventory
         values = rendered_values[inventory]["dagster/dagster"]
         (code,) = values["dagster-user-deployments"]["deployments"]
         assert code["image"] == {
-            "repository": "gateway-api-stack/pipeline",
+            "repository": f"{prefix}gateway-api-stack/pipeline",
             "tag": pipeline,
             "pullPolicy": "IfNotPresent",
         }

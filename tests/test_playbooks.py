@@ -26,6 +26,7 @@ PLAYBOOKS = (
     "playbooks/teardown.yml",
     "playbooks/kind.yml",
     "playbooks/destroy.yml",
+    "playbooks/images.yml",
 )
 SCENARIOS = sorted(path.parent.name for path in (REPO / "molecule").glob("*/molecule.yml"))
 ERROR = re.compile(r"^\[ERROR\]: (.*?)(?=^Origin:|^\S+: \[|\Z)", re.MULTILINE | re.DOTALL)

@@ -10,7 +10,17 @@ cd "$(dirname "$0")/.."
 
 timings=$(mktemp "${TMPDIR:-/tmp}/ladder-times.XXXXXX")
 export STACK_TIMINGS="$timings"
-trap 'rm -f "$timings"' EXIT
+# The Docker engine: the set-up step starts one where none runs (python -m stacktools engine)
+# and writes its PID to STACK_ENGINE_OWNER; this run registers as a user of the engine
+# (STACK_ENGINE_USER) and at the end stops it only if it started it and no other run uses it.
+engine_owner=$(mktemp "${TMPDIR:-/tmp}/ladder-engine.XXXXXX")
+export STACK_ENGINE_OWNER="$engine_owner" STACK_ENGINE_USER=$$
+release_engine() {
+  if [[ -x .venv/bin/python ]]; then
+    .venv/bin/python -m stacktools engine release --owner-file "$engine_owner" --user $$ || true
+  fi
+}
+trap 'release_engine; rm -f "$timings" "$engine_owner"' EXIT
 
 stage() {
   local name=$1

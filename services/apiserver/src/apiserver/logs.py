@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stderr, for the service and uvicorn."""
+"""Structured logs: one JSON object per line on stdout, for the service and uvicorn."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str) -> None:
     """Route the root logger (and so uvicorn's, which propagate) through the JSON formatter."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

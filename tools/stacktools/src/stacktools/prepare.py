@@ -18,12 +18,15 @@ from stacktools.builds import (
     controlplane,
     ferretdb,
     helm,
+    images,
     istiod,
     kind,
     kubernetes_core,
+    registry,
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
+from stacktools.servers import dockerd
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ STEPS: tuple[Step, ...] = (
         kubernetes_core.ensure_collection,
     ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
+    Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),
+    Step("image-base", "L4.5 images: official or stand-in base", images.base_for_tests),
+    Step("images", "L4.5 images: apiserver and pipeline", images.ensure_images),
+    Step(
+        "registry",
+        "L4.5 images: the registry make push-images is tested with",
+        registry.ensure_binary,
+    ),
 )
 
 

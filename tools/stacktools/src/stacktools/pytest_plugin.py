@@ -20,6 +20,7 @@ import pytest
 from stacktools.builds import charts as charts_build
 from stacktools.builds import ferretdb as ferretdb_build
 from stacktools.builds import helm as helm_build
+from stacktools.builds import images
 from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers.controlplane import ControlPlane
@@ -27,7 +28,13 @@ from stacktools.servers.ferretdb import FerretDB
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [_mongodb_header(), _controlplane_header(), *_helm_header(), _traefik_header()]
+    return [
+        _mongodb_header(),
+        _controlplane_header(),
+        *_helm_header(),
+        _traefik_header(),
+        *_images_header(),
+    ]
 
 
 def _traefik_header() -> str:
@@ -37,6 +44,21 @@ def _traefik_header() -> str:
         return f"traefik: unavailable: {exc}"
     state = "built" if path.is_file() else "NOT built (make prepare)"
     return f"traefik: {traefik_build.TRAEFIK_VERSION} (dataplane level) {state} at {path}"
+
+
+def _images_header() -> list[str]:
+    """Which images the images level runs, and whether their base is the stand-in."""
+    try:
+        built = [images.image(service) for service in images.SERVICES]
+    except Exception as exc:  # reported in the header; the tests raise it again
+        return [f"images: unavailable: {exc}"]
+    lines = [f"images: {image.describe()}" for image in built]
+    if any(image.standin for image in built):
+        lines.append(
+            f"images: the STAND-IN base was used ({images.OFFICIAL_BASE} cannot be pulled here; "
+            "built from Debian bookworm packages by stacktools.builds.standin)"
+        )
+    return lines
 
 
 def _mongodb_header() -> str:

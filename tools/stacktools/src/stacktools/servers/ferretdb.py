@@ -33,7 +33,9 @@ class FerretDB(ManagedServer):
         self.data_dir = data_dir
         self.host = host
         self.netns = netns
-        self.port = port or free_port()
+        # Loopback by default; the images level passes Docker's bridge address, which only this
+        # machine and its containers reach (a free port is looked up there, not in a netns).
+        self.port = port or (free_port() if netns is not None else free_port(host))
         self.log_path = data_dir / "ferretdb.log"
         self._process: ServerProcess | None = None
 

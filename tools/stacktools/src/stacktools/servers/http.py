@@ -3,20 +3,17 @@ once a URL answers 200, optionally inside a network namespace (:mod:`stacktools.
 
 from __future__ import annotations
 
-import time
-import urllib.error
-import urllib.request
 from abc import abstractmethod
 from pathlib import Path
 
-from stacktools.servers.process import ManagedServer, ServerProcess, start_process
+from stacktools.servers.process import ProcessServer, ServerProcess, http_ok, start_process
 
 
 class BackendError(RuntimeError):
     """A backend did not start; the message names it and ends with its log."""
 
 
-class HttpBackend(ManagedServer):
+class HttpBackend(ProcessServer):
     """One HTTP server process listening on ``host:port``; its output goes to :attr:`log`."""
 
     name = "backend"
@@ -49,32 +46,7 @@ class HttpBackend(ManagedServer):
         self.process = start_process(
             self.name, argv, self.log, detach=False, env=env, netns=self.netns
         )
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if not self.process.alive():
-                tail = self.process.log_tail()
-                self.stop()
-                msg = f"{self.name} exited; end of {self.log}:\n{tail}"
-                raise BackendError(msg)
-            if time.monotonic() > deadline:
-                tail = self.process.log_tail()
-                self.stop()
-                where = self.url + self.ready_path
-                msg = f"{self.name} not ready at {where} after {timeout:.0f}s:\n{tail}"
-                raise BackendError(msg)
-            time.sleep(0.2)
+        self.await_ready(timeout, BackendError, where=self.url + self.ready_path)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as response:  # noqa: S310 - test backends
-                return int(response.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            process.stop(timeout)
+        return http_ok(self.url + self.ready_path)

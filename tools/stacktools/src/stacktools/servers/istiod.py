@@ -28,8 +28,6 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ from stacktools.builds.istiod import (
 )
 from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.net import free_port
-from stacktools.servers.process import ManagedServer, ServerProcess, start_process
+from stacktools.servers.process import ProcessServer, ServerProcess, http_ok, start_process
 
 NAMESPACE = "istio-system"
 STATE_FILE = "state.json"
@@ -53,8 +51,10 @@ class IstiodError(RuntimeError):
     """istiod did not start; the message says why and where its log is."""
 
 
-class Istiod(ManagedServer):
+class Istiod(ProcessServer):
     """One istiod process for the cluster behind ``kubeconfig``; state in ``directory``."""
+
+    name = "istiod"
 
     def __init__(self, directory: Path, kubeconfig: Path, *, detach: bool = False) -> None:
         self.directory = directory.resolve()
@@ -85,9 +85,6 @@ class Istiod(ManagedServer):
             "istiod", Path(state["executable"]), int(state["pid"]), Path(state["log"])
         )
         return istiod
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.alive()
 
     def status(self) -> dict[str, Any]:
         running = self.running()
@@ -151,31 +148,12 @@ class Istiod(ManagedServer):
         self.process = start_process("istiod", argv, self.log, detach=self.detach, env=env)
         if self.detach:
             self._write_state()
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if not self.process.alive():
-                tail = self.process.log_tail()
-                self.stop()
-                msg = f"istiod exited; end of {self.log}:\n{tail}"
-                raise IstiodError(msg)
-            if time.monotonic() > deadline:
-                self.stop()
-                msg = f"istiod not ready after {timeout:.0f}s; see {self.log}"
-                raise IstiodError(msg)
-            time.sleep(0.5)
+        self.await_ready(timeout, IstiodError, interval=0.5)
 
     def ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return int(response.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"http://127.0.0.1:{self.http_port}/ready")
 
-    def stop(self, timeout: float = 15.0) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            process.stop(timeout)
+    def forget(self) -> None:
         self.state_file.unlink(missing_ok=True)
 
 

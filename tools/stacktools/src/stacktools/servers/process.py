@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,3 +182,62 @@ class ManagedServer(ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET of ``url`` (a local server's readiness endpoint) answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local test servers
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ProcessServer(ManagedServer):
+    """A server made of one process (:attr:`process`, logging to :attr:`log`) that is ready
+    once :meth:`ready` says so. Subclasses start the process, then call :meth:`await_ready`."""
+
+    name = "server"
+    process: ServerProcess | None
+
+    @property
+    @abstractmethod
+    def log(self) -> Path:
+        """The process's log file."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """True once the server answers."""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop(timeout)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what a stopped server leaves behind (a state file); nothing by default."""
+
+    def await_ready(
+        self, timeout: float, error: type[Exception], *, interval: float = 0.2, where: str = ""
+    ) -> None:
+        """Wait until :meth:`ready`; if the process dies or ``timeout`` passes, stop it and
+        raise ``error`` naming the server (and ``where`` it was asked) with its log's end."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            process = self.process
+            if process is None or not process.alive():
+                tail = process.log_tail() if process else "(not started)"
+                self.stop()
+                msg = f"{self.name} exited; end of {self.log}:\n{tail}"
+                raise error(msg)
+            if time.monotonic() > deadline:
+                tail = process.log_tail()
+                self.stop()
+                at = f" at {where}" if where else ""
+                msg = f"{self.name} not ready{at} after {timeout:.0f}s; end of {self.log}:\n{tail}"
+                raise error(msg)
+            time.sleep(interval)

@@ -27,8 +27,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from stacktools.builds.traefik import TRAEFIK_VERSION, binary, ensure_binary
 from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.cluster.kubeapi import KubeApi, KubeApiError
 from stacktools.net import free_loopback_address, free_port
-from stacktools.servers.process import ManagedServer, ServerProcess, start_process
+from stacktools.servers.process import ProcessServer, ServerProcess, http_ok, start_process
 
 CONTROLLER_NAME = "traefik.io/gateway-controller"
 CLASS_NAME = "traefik"
@@ -146,12 +144,14 @@ def install(kube: KubeApi, class_name: str = CLASS_NAME) -> str:
     return str(token["status"]["token"])
 
 
-class Traefik(ManagedServer):
+class Traefik(ProcessServer):
     """One Traefik process serving the Gateways of one GatewayClass; state in ``directory``.
 
     ``listeners`` maps entry point names to the Gateway listener ports they serve; all of
     them listen on ``address`` (default: a free address of the loopback range).
     """
+
+    name = "traefik"
 
     def __init__(
         self,
@@ -228,34 +228,12 @@ class Traefik(ManagedServer):
         self.process = start_process("traefik", self.argv(executable), self.log, detach=self.detach)
         if self.detach:
             self._write_state()
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if not self.process.alive():
-                tail = self.process.log_tail()
-                self.stop()
-                msg = f"traefik exited; end of {self.log}:\n{tail}"
-                raise TraefikError(msg)
-            if time.monotonic() > deadline:
-                self.stop()
-                msg = f"traefik not ready after {timeout:.0f}s; see {self.log}"
-                raise TraefikError(msg)
-            time.sleep(0.2)
+        self.await_ready(timeout, TraefikError)
 
     def ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.ping_port}/ping"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return int(response.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"http://127.0.0.1:{self.ping_port}/ping")
 
-    def running(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            process.stop(timeout)
+    def forget(self) -> None:
         self.state_file.unlink(missing_ok=True)
 
     # state for the command line --------------------------------------------------------
