@@ -539,6 +539,7 @@ def test_the_postgresql_secret_holds_exactly_the_keys_the_chart_reads(
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_dagster_runs_the_pipeline_image_and_its_run_pods_run_restricted(
     templated: dict[tuple[int, str, str], Rendered],
+    registries: dict[str, str],
     ansible: Any,
     tmp_path: Path,
     inventory: str,
@@ -560,7 +561,8 @@ def test_dagster_runs_the_pipeline_image_and_its_run_pods_run_restricted(
         "msg={{ lookup('stack_image_tag', 'pipeline') }}",
     )
     assert tag.returncode == 0, tag.stdout + tag.stderr
-    assert container["image"] == f"gateway-api-stack/pipeline:{tag.stdout.split()[-1]}"
+    prefix = f"{registries[inventory]}/" if registries[inventory] else ""
+    assert container["image"] == f"{prefix}gateway-api-stack/pipeline:{tag.stdout.split()[-1]}"
     context = json.loads(
         next(
             e["value"]
