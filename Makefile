@@ -20,6 +20,7 @@ KIND_CONTEXT ?= kind-gateway-api-stack
 LEVELS := lint services schemas controlplane istiod images charts dataplane node
 
 .PHONY: help setup prepare deploy push-images teardown destroy test lint lint-only pytest demo test-insert bench clean \
+	collection changelog release \
 	$(addprefix test-,$(LEVELS))
 
 help: ## list the targets
@@ -71,6 +72,7 @@ lint-only:
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
 		bench/gateway.py bench/charts.py
+	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
 
@@ -94,5 +96,15 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/gateway.py
 	python bench/charts.py
 
-clean: ## remove local state (.venv, caches); the shared binary cache stays
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed
+collection: setup ## build the Galaxy collection into dist/ (gateway_api_stack-showcase-<version>.tar.gz)
+	ansible-galaxy collection build --force --output-path dist .
+
+changelog: setup ## fold changelogs/fragments/ into changelogs/changelog.yaml and CHANGELOG.md (version of galaxy.yml)
+	antsibull-changelog lint
+	antsibull-changelog release
+
+release: setup ## the collection tarball and both images tagged with the version (REGISTRY=host/owner [PUSH=1])
+	python -m stacktools release $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push)
+
+clean: ## remove local state (.venv, caches, dist/); the shared binary cache stays
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache collections/installed dist

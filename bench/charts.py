@@ -53,7 +53,6 @@ def render(workdir: Path) -> list[Release]:
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOOKUP_PLUGINS": str(REPO / "playbooks" / "lookup_plugins"),
         "RENDER_DIR": str(workdir),
         # The roles read a local chart's Chart.yaml with `helm show chart`.
         "PATH": os.pathsep.join(

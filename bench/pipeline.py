@@ -10,10 +10,14 @@ For each size N: a fresh FerretDB is filled with N records; then, on that same s
    update by _id (0.4 s each at 100k documents), so the changed state is written as a second
    collection (the same N documents, 1% of them changed) and the incremental run reads that
    one: to the pipeline it is the same source, N documents of which 1% changed since its
-   last run.
-The sizes are 10k and 100k; --million adds 1M. Aims from issue 3:
+   last run. Two patterns, each on its own copy of the table the full export wrote:
+   "spread" (1% chosen at random over the whole history) and "recent" (the 1% created
+   last). For each, the bytes the run wrote (the data files its commit added, from the
+   run's metadata, which reads them from the Delta log) against the table's size.
+The sizes are 10k and 100k (--sizes sets others); --million adds 1M. Aims from issue 3:
 full export >= 50% of the raw read rate, peak RSS < 400 MB at 1M and flat in N,
-incremental (1% changed) < 10% of the full export time.
+incremental (1% changed) < 10% of the full export time; from issue 16: the incremental run's
+written bytes a small fraction of the table.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,8 +49,22 @@ class Row:
     n: int
     raw_seconds: tuple[float, float]  # before and after the full export
     full: dict[str, Any]
-    incremental: dict[str, Any]
+    incremental: dict[str, Any]  # the "spread" pattern
     query_seconds: float
+    recent: dict[str, Any]  # the "recent" pattern
+
+    def write_cells(self) -> list[str]:
+        table_bytes = self.full["table_bytes"]
+        cells = [f"{self.n:,}", f"{table_bytes / 1e6:.1f}", f"{self.full['table_files']}"]
+        for run in (self.incremental, self.recent):
+            written = run["bytes_written"]
+            cells += [
+                f"{written / 1e6:.2f}",
+                f"{written / table_bytes:.1%}",
+                f"{run['files_added']}",
+                f"{run['seconds']:.1f}",
+            ]
+        return cells
 
     def cells(self) -> list[str]:
         rates = [self.n / seconds for seconds in self.raw_seconds]
@@ -80,6 +99,21 @@ HEADER = [
     "of full",
     "1% query alone s",
     "incr. peak RSS MB",
+]
+
+
+WRITE_HEADER = [
+    "N",
+    "table MB",
+    "table files",
+    "spread: written MB",
+    "of table",
+    "files written",
+    "export s",
+    "recent: written MB",
+    "of table",
+    "files written",
+    "export s",
 ]
 
 
@@ -137,11 +171,14 @@ def query_alone(uri: str, collection: str, since: dt.datetime) -> float:
     return seconds
 
 
-def export_in_child(uri: str, collection: str, table: Path, full_refresh: bool) -> dict[str, Any]:
+def export_in_child(
+    uri: str, collection: str, table: Path, full_refresh: bool, file_size: int | None
+) -> dict[str, Any]:
     """One Dagster run in a child process; its metadata plus wall time and peak RSS."""
     # -P: do not put bench/ on sys.path, where this file would shadow the `pipeline` package.
     command = [sys.executable, "-P", __file__, "--child", uri, collection, str(table)]
     command += ["--full-refresh"] if full_refresh else []
+    command += [] if file_size is None else ["--target-file-size", str(file_size)]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
@@ -161,7 +198,7 @@ def export_in_child(uri: str, collection: str, table: Path, full_refresh: bool) 
     return result
 
 
-def child(uri: str, collection: str, table: str, full_refresh: bool) -> None:
+def child(uri: str, collection: str, table: str, full_refresh: bool, file_size: int | None) -> None:
     # Imported here: only the child (started with -P) can import the `pipeline` package.
     import dagster as dg  # noqa: PLC0415
 
@@ -171,8 +208,16 @@ def child(uri: str, collection: str, table: str, full_refresh: bool) -> None:
     result = dg.materialize(
         [records_delta],
         resources={
-            "mongodb": MongoResource(uri=uri, collection=collection, batch_size=BATCH),
-            "delta_table": DeltaTableResource(uri=table),
+            # No socket timeout to speak of: on a loaded machine FerretDB's scan of 1M
+            # documents for the incremental query was seen taking over 5 minutes.
+            "mongodb": MongoResource(
+                uri=uri, collection=collection, batch_size=BATCH, socket_timeout_ms=3_600_000
+            ),
+            "delta_table": (
+                DeltaTableResource(uri=table)
+                if file_size is None
+                else DeltaTableResource(uri=table, target_file_size=file_size)
+            ),
         },
         run_config=dg.RunConfig({"records_delta": ExportConfig(full_refresh=full_refresh)}),
     )
@@ -180,7 +225,7 @@ def child(uri: str, collection: str, table: str, full_refresh: bool) -> None:
     print(json.dumps({key: value.value for key, value in event.metadata.items()}))
 
 
-def measure(n: int, workdir: Path) -> Row:
+def measure(n: int, workdir: Path, file_size: int | None) -> Row:
     started = time.perf_counter()
 
     def progress(what: str) -> None:
@@ -194,59 +239,92 @@ def measure(n: int, workdir: Path) -> Row:
         raw_before = raw_read(server.uri)
         progress("raw read")
         table = workdir / f"delta-{n}"
-        full = export_in_child(server.uri, "records", table, full_refresh=True)
+        full = export_in_child(server.uri, "records", table, True, file_size)
         assert full["rows_inserted"] == n, full
         progress("full export")
         raw_after = raw_read(server.uri)  # again: the machine's load varies over minutes
         progress("raw read again")
-        changed = frozenset(random.Random(1).sample(ids, n // 100))
+        recent_table = workdir / f"delta-{n}-recent"
+        shutil.copytree(table, recent_table)  # the same table for the second pattern
         since = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        fill(server.uri, n, "records_changed", start, changed=changed, at=since)
-        progress("wrote the copy with 1% changed")
-        incremental = export_in_child(server.uri, "records_changed", table, full_refresh=False)
-        assert incremental["rows_updated"] == n // 100, incremental
-        assert incremental["rows_inserted"] == 0, incremental
-        progress("incremental export")
+        patterns = {
+            "records_changed": frozenset(random.Random(1).sample(ids, n // 100)),
+            "records_recent": frozenset(ids[-(n // 100) :]),
+        }
+        for collection, changed in patterns.items():
+            fill(server.uri, n, collection, start, changed=changed, at=since)
+        progress("wrote the copies with 1% changed (spread, recent)")
+        runs = {}
+        for collection, target in (("records_changed", table), ("records_recent", recent_table)):
+            run = export_in_child(server.uri, collection, target, False, file_size)
+            assert run["rows_updated"] == n // 100, run
+            assert run["rows_inserted"] == 0, run
+            runs[collection] = run
+            progress(f"incremental export ({collection})")
         query_seconds = query_alone(server.uri, "records_changed", since)
+    incremental, recent = runs["records_changed"], runs["records_recent"]
     print(
         f"N={n:,}: raw {raw_before:.1f}s / {raw_after:.1f}s, full {full['seconds']:.1f}s, "
-        f"incremental {incremental['seconds']:.1f}s",
+        f"incremental {incremental['seconds']:.1f}s (spread) {recent['seconds']:.1f}s (recent)",
         file=sys.stderr,
         flush=True,
     )
-    return Row(n, (raw_before, raw_after), full, incremental, query_seconds)
+    return Row(n, (raw_before, raw_after), full, incremental, query_seconds, recent)
 
 
-def table_text(rows: list[Row]) -> str:
-    cells = [HEADER, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
-    lines = [
+def table_text(header: list[str], lines: list[list[str]]) -> str:
+    cells = [header, *lines]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    rows = [
         "| " + " | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) + " |"
         for line in cells
     ]
-    lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    return "\n".join(lines)
+    rows.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", action="store_true", help="also measure 1,000,000 records")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="numbers of records to measure (default: 10000 100000)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # uri collection table
     parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--target-file-size",
+        type=int,
+        help="bytes per data file (default: the pipeline's, 1 MiB); 104857600 is delta-rs's "
+        "default, the layout before issue 16",
+    )
     args = parser.parse_args()
     if args.child:
         uri, collection, table = args.child
-        child(uri, collection, table, full_refresh=args.full_refresh)
+        child(uri, collection, table, args.full_refresh, args.target_file_size)
         return 0
-    sizes = [10_000, 100_000] + ([1_000_000] if args.million else [])
+    sizes = [*args.sizes] + ([1_000_000] if args.million else [])
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        rows = [measure(n, Path(tmp)) for n in sizes]
+        rows = [measure(n, Path(tmp), args.target_file_size) for n in sizes]
     print(
         f"\nFerretDB {FERRETDB_VERSION} (SQLite), {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}; export = the asset's own time, "
         "run wall = child process start to exit (Python + Dagster start-up included)\n"
     )
-    print(table_text(rows))
+    print(table_text(HEADER, [row.cells() for row in rows]))
+    size = (
+        "1 MiB (the default)"
+        if args.target_file_size is None
+        else f"{args.target_file_size:,} bytes"
+    )
+    print(
+        "\nIncremental runs, 1% of the records changed: bytes the commit added against the "
+        f"table's size (data files of at most {size})\n"
+    )
+    print(table_text(WRITE_HEADER, [row.write_cells() for row in rows]))
     return 0
 
 

@@ -39,6 +39,7 @@ from kubernetes.client import ApiClient
 
 from stacktools.builds import charts, helm
 from stacktools.builds.controlplane import KUBERNETES_VERSION
+from stacktools.cluster.crds import PINNED, crds_root, load_crds
 
 pytestmark = pytest.mark.charts
 
@@ -558,7 +559,7 @@ def test_dagster_runs_the_pipeline_image_and_its_run_pods_run_restricted(
         "-m",
         "debug",
         "-a",
-        "msg={{ lookup('stack_image_tag', 'pipeline') }}",
+        "msg={{ lookup('gateway_api_stack.showcase.stack_image_tag', 'pipeline') }}",
     )
     assert tag.returncode == 0, tag.stdout + tag.stderr
     prefix = f"{registries[inventory]}/" if registries[inventory] else ""
@@ -696,10 +697,14 @@ def test_the_mongodb_operator_watches_only_what_the_role_applies_the_crd_of(
     ]
     assert watched == ["mongodbcommunity"], args
     assert not templated[(3, inventory, "mongodb-kubernetes")].of_kind("CustomResourceDefinition")
-    applied = yaml.safe_load((REPO / "roles/mongodb/tasks/crd.yml").read_text())
-    assert any(
-        "mongodbcommunity.mongodbcommunity.mongodb.com" in json.dumps(task) for task in applied
-    )
+    # What the role applies instead (crd.yml, from the source crd_manifests.yml reads, which must
+    # hold the MongoDBCommunity CRD): the CRD of exactly the resource the operator watches.
+    source = yaml.safe_load((REPO / "roles/mongodb/tasks/crd_manifests.yml").read_text())
+    assert "'spec.names.kind', 'equalto', 'MongoDBCommunity'" in json.dumps(source)
+    mongodb = [file for file in PINNED if file.path.startswith("mongodb/")]
+    (crd,) = load_crds(crds_root(), mongodb).values()
+    assert crd["spec"]["names"]["kind"] == "MongoDBCommunity"
+    assert crd["spec"]["names"]["plural"] == watched[0]
 
 
 def test_the_dagster_release_installs_where_the_schema_urls_are_out_of_reach(
@@ -736,15 +741,18 @@ def test_the_dagster_release_installs_where_the_schema_urls_are_out_of_reach(
 
 
 PREFLIGHT_FAILURE = "helm {helm} and kubernetes.core {core}"
+COLLECTION_VERSION = "gateway_api_stack.showcase.stack_collection_version"
 
 
 def bundled_only(tmp_path: Path) -> dict[str, str]:
     """Environment in which Ansible loads the kubernetes.core bundled with the pinned
     ``ansible`` package (6.2.0), whatever a Galaxy install put into collections/installed:
-    the collections path is an empty folder, and the virtualenv is still scanned."""
+    the collections path is an empty folder and the checkout seen as this collection
+    (collections/ansible_collections/gateway_api_stack: the roles' FQCN lookups), and the
+    virtualenv is still scanned."""
     empty = tmp_path / "no-collections"
     empty.mkdir(exist_ok=True)
-    return {"ANSIBLE_COLLECTIONS_PATH": str(empty)}
+    return {"ANSIBLE_COLLECTIONS_PATH": os.pathsep.join((str(empty), str(REPO / "collections")))}
 
 
 def run_site_with_helm(ansible: Any, helm_binary: Path, tmp_path: Path) -> str:
@@ -770,7 +778,7 @@ def test_the_preflight_refuses_helm_4_with_a_kubernetes_core_older_than_6_4(
 ) -> None:
     core = ansible.run(
         "ansible", "localhost", "-m", "debug", "-a",
-        "msg={{ lookup('stack_collection_version', 'kubernetes.core').values() | join(' ') }}",
+        f"msg={{{{ lookup('{COLLECTION_VERSION}', 'kubernetes.core').values() | join(' ') }}}}",
         **bundled_only(tmp_path),
     )  # fmt: skip
     assert core.returncode == 0, core.stdout + core.stderr

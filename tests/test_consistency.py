@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
+
+from pipeline.assets import POOL, pool_limit, records_delta
 
 pytestmark = pytest.mark.schemas
 
@@ -190,6 +193,28 @@ def test_helm_values_point_at_the_rendered_objects(
     replica_set = one(manifests, "MongoDBCommunity", "mongodb")
     for user in replica_set["spec"]["users"]:
         assert ("Secret", "mongodb", user["passwordSecretRef"]["name"]) in names
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_dagster_instance_lets_one_writer_of_the_table_run_at_a_time(
+    rendered_values: dict[str, dict[str, dict[str, Any]]], inventory: str, tmp_path: Path
+) -> None:
+    """Issue 16 item 7: the deployed instance limits the pipeline's pool to one step at a time.
+
+    The chart writes ``concurrency.pools.defaultLimit`` into dagster.yaml as
+    ``concurrency: pools: default_limit``; an instance with that setting gives the pipeline's
+    pool (pipeline.assets.POOL) the limit 1, at op granularity (steps wait, runs start).
+    """
+    values = rendered_values[inventory]["dagster/dagster"]
+    concurrency = values["concurrency"]
+    assert concurrency["enabled"] is True
+    pools = concurrency["pools"]
+    assert pools.get("granularity") in (None, "op"), pools  # "run" would not hold back steps
+    settings = {"concurrency": {"pools": {"default_limit": pools["defaultLimit"]}}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert pool_limit(instance) == 1
+    assert records_delta.op.pool == POOL
 
 
 def test_kind_maps_the_host_ports_to_the_gateway_node_ports() -> None:

@@ -27,6 +27,14 @@ pytestmark = pytest.mark.charts
 
 STATES = ("--deployed", "--failed", "--pending", "--superseded", "--uninstalled", "--uninstalling")
 RECAP = re.compile(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
+REPO = Path(__file__).resolve().parents[1]
+COLLECTION_VERSION = "gateway_api_stack.showcase.stack_collection_version"
+
+
+def collections_path(pinned: Path) -> str:
+    """The pinned kubernetes.core's folder only, and the checkout seen as this collection
+    (collections/ansible_collections/gateway_api_stack: the roles' FQCN lookups)."""
+    return os.pathsep.join((str(pinned), str(REPO / "collections")))
 
 
 def releases(helm4: Path, plane: ControlPlane) -> list[dict[str, Any]]:
@@ -55,7 +63,7 @@ def playbook(ansible: Any, plane: ControlPlane, helm4: Path, collections: Path, 
         "mongodb",
         timeout=1200,
         STACK_CONTROLPLANE_DIR=str(plane.directory),
-        ANSIBLE_COLLECTIONS_PATH=str(collections),
+        ANSIBLE_COLLECTIONS_PATH=collections_path(collections),
         PATH=f"{helm4.parent}{os.pathsep}{ansible.bin_dir}{os.pathsep}{os.environ['PATH']}",
     )
     output = result.stdout + result.stderr
@@ -74,8 +82,8 @@ def test_helm_4_installs_reruns_and_uninstalls_the_operator_release(
     # The kubernetes.core Ansible loads is the pinned one, not the bundled 6.2.0.
     core = ansible.run(
         "ansible", "localhost", "-m", "debug", "-a",
-        "msg={{ lookup('stack_collection_version', 'kubernetes.core').values() | join(' ') }}",
-        ANSIBLE_COLLECTIONS_PATH=str(collections),
+        f"msg={{{{ lookup('{COLLECTION_VERSION}', 'kubernetes.core').values() | join(' ') }}}}",
+        ANSIBLE_COLLECTIONS_PATH=collections_path(collections),
     )  # fmt: skip
     version, path = core.stdout.split()[-2:]
     assert (version, Path(path).is_relative_to(collections)) == ("6.6.0", True), core.stdout

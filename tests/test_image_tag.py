@@ -5,6 +5,7 @@ inputs change."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,8 @@ import pytest
 pytestmark = pytest.mark.schemas
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = REPO / "playbooks" / "lookup_plugins" / "stack_image_tag.py"
+PLUGIN = REPO / "plugins" / "lookup" / "stack_image_tag.py"
+LOOKUP = "gateway_api_stack.showcase.stack_image_tag"
 
 
 def plugin() -> ModuleType:
@@ -72,6 +74,35 @@ def test_unknown_service_is_refused_naming_the_known_ones(tmp_path: Path) -> Non
         plugin().source_tag(tmp_path, "apisrever")
 
 
+def test_an_installed_collection_tags_with_its_version(tmp_path: Path) -> None:
+    """No services/ beside the plugin, a MANIFEST.json: the released images' tag, the version."""
+    module = plugin()
+    manifest = {"collection_info": {"namespace": "gateway_api_stack", "version": "1.2.3-rc.1"}}
+    write(tmp_path / "MANIFEST.json", json.dumps(manifest))
+    assert module.image_tag(tmp_path, "apiserver") == "1.2.3-rc.1"
+    assert module.image_tag(tmp_path, "pipeline") == "1.2.3-rc.1"
+    with pytest.raises(ValueError, match=r"no released image 'apisrever' .*'apiserver', 'pip"):
+        module.image_tag(tmp_path, "apisrever")
+    manifest["collection_info"]["version"] = "1.2.3+build.5"  # '+' cannot be in an image tag
+    write(tmp_path / "MANIFEST.json", json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"'1\.2\.3\+build\.5' is not a valid image tag"):
+        module.image_tag(tmp_path, "apiserver")
+    # A checkout (services/ present) keeps the content-derived tag even beside a MANIFEST.json.
+    write(tmp_path / "services/apiserver/Dockerfile", "FROM python\n")
+    assert module.image_tag(tmp_path, "apiserver") == module.source_tag(tmp_path, "apiserver")
+    (tmp_path / "MANIFEST.json").unlink()
+    (tmp_path / "services/apiserver/Dockerfile").unlink()
+    (tmp_path / "services/apiserver").rmdir()
+    (tmp_path / "services").rmdir()
+    with pytest.raises(ValueError, match="neither a checkout of the repository"):
+        module.image_tag(tmp_path, "apiserver")
+
+
+def test_every_service_with_a_dockerfile_is_released() -> None:
+    dockerfiles = sorted(path.parent.name for path in (REPO / "services").glob("*/Dockerfile"))
+    assert dockerfiles == sorted(plugin().RELEASED_SERVICES)
+
+
 def test_roles_deploy_the_tag_kind_builds(
     ansible: Any,
     rendered_manifests: dict[str, list[Any]],
@@ -82,13 +113,13 @@ def test_roles_deploy_the_tag_kind_builds(
     apiserver, pipeline = source_tag(REPO, "apiserver"), source_tag(REPO, "pipeline")
     result = ansible.run(
         "ansible", "localhost", "-i", "inventories/local", "-m", "ansible.builtin.debug",
-        "-a", "msg={{ lookup('stack_image_tag', 'apiserver', 'pipeline') }}",
+        "-a", f"msg={{{{ lookup('{LOOKUP}', 'apiserver', 'pipeline') }}}}",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"msg: {apiserver},{pipeline}" in result.stdout
     kind = (REPO / "playbooks" / "kind.yml").read_text()
-    assert "lookup('stack_image_tag', 'apiserver')" in kind
-    assert "lookup('stack_image_tag', 'pipeline')" in kind
+    assert f"lookup('{LOOKUP}', 'apiserver')" in kind
+    assert f"lookup('{LOOKUP}', 'pipeline')" in kind
     for inventory, manifests in rendered_manifests.items():
         prefix = f"{registries[inventory]}/" if registries[inventory] else ""
         (deployment,) = [

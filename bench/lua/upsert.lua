@@ -1,5 +1,7 @@
--- wrk script for bench/apiserver.py: POST /internal-insert with a random id per request
--- (or, with BENCH_MODE=healthz, GET /healthz: the HTTP stack without the database).
+-- wrk script for bench/apiserver.py. BENCH_MODE selects the request:
+--   upsert   POST /internal-insert with a random id per request (default)
+--   healthz  GET /healthz: the HTTP stack without the database
+--   read     GET /internal-read?limit=100: the first page (ids ascending)
 -- The API key comes from the environment (BENCH_API_KEY); done() prints one JSON line
 -- that bench/apiserver.py parses (latencies in microseconds).
 
@@ -12,7 +14,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local healthz = os.getenv("BENCH_MODE") == "healthz"
+local mode = os.getenv("BENCH_MODE") or "upsert"
 
 function init(args)
   math.randomseed(os.time() * 1000 + id)
@@ -23,8 +25,11 @@ function init(args)
 end
 
 function request()
-  if healthz then
+  if mode == "healthz" then
     return wrk.format("GET", "/healthz", {}, nil)
+  end
+  if mode == "read" then
+    return wrk.format("GET", "/internal-read?limit=100", {["x-api-key"] = wrk.headers["x-api-key"]}, nil)
   end
   local body = string.format('{"id": "wrk-%d-%d", "score": %.6f}',
     id, math.random(1, 1000000000), math.random())

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -152,6 +153,59 @@ def test_paths_outside_the_routes_are_404_at_the_gateway(target: Target, path: s
     assert "/docs" in paths
     # ... and the 404 came from the Gateway: no backend received the request.
     assert path not in paths, f"{path} reached a backend: {paths}"
+
+
+PUBLIC_PATHS = ["/external-insert", "/external-insert/batch", "/external-read"]
+
+
+def _header(answer: Any, name: str) -> str | None:
+    """A response header by name, whatever case the Gateway wrote it in."""
+    found = [v for k, v in answer.headers.items() if k.lower() == name]
+    assert len(found) <= 1, f"{name} given {len(found)} times"
+    return found[0] if found else None
+
+
+def test_docs_through_the_gateway_describe_the_routed_paths(target: Target) -> None:
+    """The printed /docs URL: the document lists the public paths, each answers through the
+    Gateway, and no answer redirects (a redirect would name an internal path)."""
+    spec = request(target.apiserver_url, "GET", "/openapi.json")
+    assert spec.status == 200, spec.body[:300]
+    assert sorted(spec.json()["paths"]) == PUBLIC_PATHS, sorted(spec.json()["paths"])
+    assert request(target.apiserver_url, "GET", "/docs").status == 200
+    for path in ("/external-read", "/external-read/"):
+        answer = request(target.apiserver_url, "GET", f"{path}?limit=1", headers=target.headers)
+        assert answer.status == 200, f"GET {path}: {answer.status} {answer.body[:200]!r}"
+        assert _header(answer, "location") is None
+
+
+def test_reads_page_by_the_link_header_through_the_gateway(target: Target) -> None:
+    """Each page a JSON array; the next one named by an RFC 8288 Link header which, resolved
+    against the URL called, stays on /external-read and continues in id order."""
+    for n in range(4):
+        one = request(
+            target.apiserver_url,
+            "POST",
+            "/external-insert",
+            {"id": f"page-{uuid.uuid4().hex}-{n}", "score": 0.5},
+            headers=target.headers,
+        )
+        assert one.status == 200, one.body[:300]
+    url = "/external-read?limit=1"
+    seen: list[str] = []
+    for _ in range(3):
+        page = request(target.apiserver_url, "GET", url, headers=target.headers)
+        assert page.status == 200, f"GET {url}: {page.status} {page.body[:300]!r}"
+        body = page.json()
+        assert isinstance(body, list), body
+        assert len(body) == 1, body
+        seen.append(body[0]["id"])
+        link = _header(page, "link")
+        assert link is not None, f"GET {url}: no Link header, though more records follow"
+        reference, rel = link.split(";", 1)
+        assert rel.strip() == 'rel="next"', link
+        url = urllib.parse.urljoin(url, reference.strip().removeprefix("<").removesuffix(">"))
+        assert urllib.parse.urlsplit(url).path == "/external-read", link
+    assert seen == sorted(set(seen)), f"pages not in ascending id order: {seen}"
 
 
 def test_dagster_listener_serves_the_pipeline(target: Target) -> None:

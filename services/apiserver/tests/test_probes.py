@@ -46,13 +46,15 @@ async def test_openapi_documents_the_contract(service: Service) -> None:
     assert "security" not in paths["/healthz"]["get"]
     read = paths["/internal-read"]["get"]
     assert {p["name"] for p in read["parameters"]} == {"id", "limit", "cursor"}
-    ok = read["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok == {"$ref": "#/components/schemas/Page"}
-    page = spec["components"]["schemas"]["Page"]
-    assert set(page["properties"]) == {"items", "next_cursor"}
+    ok = read["responses"]["200"]
+    schema = ok["content"]["application/json"]["schema"]
+    assert (schema["type"], schema["items"]) == ("array", {"$ref": "#/components/schemas/Record"})
+    assert 'rel="next"' in ok["headers"]["Link"]["description"]
+    record = spec["components"]["schemas"]["Record"]
+    assert set(record["properties"]) == {"id", "score", "created_at", "updated_at"}
     ready = paths["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]
     assert ready == {"$ref": "#/components/schemas/ErrorBody"}
-    for status in ("400", "401", "413", "415", "422", "503"):
+    for status in ("400", "401", "413", "415", "422", "503", "504"):
         error = read["responses"][status]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/ErrorBody"}
     record_in = spec["components"]["schemas"]["RecordIn"]

@@ -53,22 +53,23 @@ async def test_any_id_of_1_to_256_characters_round_trips(service: Service, recor
     assert response.status_code == 200
     read = await service.client.get("/internal-read", params={"id": record_id})
     assert read.status_code == 200
-    assert [item["id"] for item in read.json()["items"]] == [record_id]
+    assert [item["id"] for item in read.json()] == [record_id]
 
 
 async def test_read_by_id_filters(service: Service) -> None:
     for rid in ("a", "b", "c"):
         await service.client.post("/internal-insert", json={"id": rid, "score": 0.5})
     found = await service.client.get("/internal-read", params={"id": "b"})
-    assert found.json()["items"][0]["id"] == "b"
-    assert len(found.json()["items"]) == 1
-    assert found.json()["next_cursor"] is None
+    assert [item["id"] for item in found.json()] == ["b"]
+    assert "link" not in found.headers
     missing = await service.client.get("/internal-read", params={"id": "nope"})
     assert missing.status_code == 200
-    assert missing.json() == {"items": [], "next_cursor": None}
+    assert missing.json() == []
+    assert "link" not in missing.headers
 
 
 async def test_read_empty_collection(service: Service) -> None:
     response = await service.client.get("/internal-read")
     assert response.status_code == 200
-    assert response.json() == {"items": [], "next_cursor": None}
+    assert response.json() == []
+    assert "link" not in response.headers

@@ -74,3 +74,27 @@ def test_the_client_is_bounded_by_the_settings(monkeypatch: pytest.MonkeyPatch) 
     assert options.pool_options.max_pool_size == 7
     assert options.pool_options.connect_timeout == 2.5
     assert options.server_selection_timeout == 2.5
+
+
+def test_the_server_side_deadline_stays_below_the_socket_timeout() -> None:
+    key = "k" * 16
+    assert Settings(api_key=key).max_time_ms == 3000  # type: ignore[arg-type]
+    assert Settings(api_key=key, mongodb_timeout_ms=2500).max_time_ms == 1500  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as info:
+        Settings(api_key=key, mongodb_timeout_ms=2500, mongodb_max_time_ms=2500)  # type: ignore[arg-type]
+    text = describe_error(info.value)
+    assert text.startswith("APISERVER_MONGODB_MAX_TIME_MS (2500) must be below")
+    assert "APISERVER_MONGODB_TIMEOUT_MS (2500)" in text
+
+
+def test_a_write_chunk_fits_in_the_write_statements_in_flight() -> None:
+    result = start(
+        APISERVER_API_KEY="k" * 16,
+        APISERVER_MONGODB_WRITE_CHUNK="64",
+        APISERVER_MONGODB_MAX_WRITE_STATEMENTS="48",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "apiserver: refusing to start: APISERVER_MONGODB_WRITE_CHUNK (64) must not exceed "
+        "APISERVER_MONGODB_MAX_WRITE_STATEMENTS (48)"
+    )

@@ -69,7 +69,13 @@ def test_tampering_fails_the_checks_and_full_refresh_repairs(
     harness.seed(20)
     assert harness.run().success
     assert run_checks(harness) == dict.fromkeys(
-        ["row_count_matches_mongodb", "ids_present_and_unique", "schema_as_expected"], True
+        [
+            "row_count_matches_mongodb",
+            "documents_exportable",
+            "ids_present_and_unique",
+            "schema_as_expected",
+        ],
+        True,
     )
 
     tamper(harness.table)

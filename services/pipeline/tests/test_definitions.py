@@ -59,6 +59,7 @@ def test_defaults_hourly_schedule_running_with_checks() -> None:
     check_names = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
     assert check_names == {
         "row_count_matches_mongodb",
+        "documents_exportable",
         "ids_present_and_unique",
         "schema_as_expected",
     }

@@ -36,6 +36,7 @@ def test_full_run_mirrors_mongodb(harness: Harness) -> None:
     assert exported[0] >= before.replace(tzinfo=dt.UTC)
     assert harness.checks(result) == {
         "row_count_matches_mongodb": True,
+        "documents_exportable": True,
         "ids_present_and_unique": True,
         "schema_as_expected": True,
     }
@@ -143,7 +144,7 @@ def test_compaction_and_vacuum_when_asked(harness: Harness) -> None:
     files_before = len(table.file_uris())
     assert files_before > 1
 
-    result = harness.run(compact=True, vacuum=True, vacuum_retention_hours=0)
+    result = harness.run(compact=True, vacuum=True, vacuum_retention_hours=0, vacuum_force=True)
     assert result.success
     meta = harness.metadata(result)
     assert meta["compact_files_removed"] == files_before

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
@@ -30,6 +30,7 @@ _CODES = {
     422: "validation_error",
     500: "internal_error",
     503: "service_unavailable",
+    504: "database_timeout",
 }
 
 
@@ -115,6 +116,16 @@ async def _mongo(request: Request, exc: Exception) -> JSONResponse:
         "database error",
         extra={"path": request.url.path, "error_type": type(exc).__name__, "error": str(exc)},
     )
+    if isinstance(exc, ExecutionTimeout):
+        # 504, not 503: a gateway retries a 503 (Istio does by default), and a command that
+        # overran its deadline once would overrun it again, at two or three times the cost.
+        milliseconds = request.app.state.stack.settings.max_time_ms
+        return error_response(
+            504,
+            "database_timeout",
+            f"the database stopped the command at its {milliseconds} ms deadline "
+            "(APISERVER_MONGODB_MAX_TIME_MS)",
+        )
     if isinstance(exc, ConnectionFailure):
         return error_response(503, "database_unavailable", "the database is unreachable; retry")
     if isinstance(exc, DuplicateKeyError):

@@ -7,6 +7,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
+_Series = tuple[Counter, Histogram, Counter | None]
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -31,13 +33,26 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
+        # The labelled children of each (method, route, status), looked up once: labels() takes
+        # a lock and builds its key on every call. Bounded like the series themselves.
+        self._series: dict[tuple[str, str, int], _Series] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.duration.labels(method, route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(route, code).inc()
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            code = str(status)
+            series = (
+                self.requests.labels(method, route, code),
+                self.duration.labels(method, route),
+                self.errors.labels(route, code) if status >= 400 else None,
+            )
+            self._series[key] = series
+        requests, duration, errors = series
+        requests.inc()
+        duration.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

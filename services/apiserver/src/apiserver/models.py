@@ -70,11 +70,21 @@ class BatchResult(BaseModel):
     results: list[BatchItem]
 
 
-class Page(BaseModel):
-    """Records in ascending id order; pass ``next_cursor`` back as ``cursor`` for more."""
+class ReadQuery(BaseModel):
+    """The query of ``GET /internal-read``; other parameters are ignored."""
 
-    items: list[Record]
-    next_cursor: str | None
+    model_config = ConfigDict(extra="ignore")
+
+    id: RecordId | None = Field(default=None, description="Only the record with this id")
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Records per page")] = DEFAULT_PAGE
+    cursor: Annotated[
+        str | None,
+        Field(
+            max_length=1400,
+            description="Where the page starts: from the previous page's "
+            '`Link: <...>; rel="next"` header',
+        ),
+    ] = None
 
 
 class ErrorDetail(BaseModel):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, WriteConcernError
 
-from apiserver.models import BatchItem, Record, RecordIn
+from apiserver.models import RecordIn
 from apiserver.settings import Settings
+from apiserver.slots import Slots
 
 Document = dict[str, Any]
 UPDATED_AT_INDEX = "updated_at_1"
@@ -37,16 +38,16 @@ def _update(score: float, now: datetime) -> Document:
     return {"$set": {"score": score, "updated_at": now}, "$setOnInsert": {"created_at": now}}
 
 
-def to_record(doc: Document) -> Record:
-    return Record(
-        id=doc["_id"],
-        score=doc["score"],
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
-    )
+class BatchItem(TypedDict):
+    id: str
+    status: Outcome | Literal["failed"]
+    error: str | None
 
 
 class RecordRepository:
+    """Every MongoDB operation on the records; each carries ``maxTimeMS`` (the server stops
+    it at the deadline), and writes hold one of ``slots`` per statement while in flight."""
+
     def __init__(
         self,
         client: AsyncMongoClient[Document],
@@ -55,11 +56,15 @@ class RecordRepository:
         *,
         ping_s: float,
         write_chunk: int,
+        max_time_ms: int,
+        slots: Slots,
     ) -> None:
         self._db = client[database]
         self._records = self._db[collection]
         self._ping_s = ping_s
         self._write_chunk = write_chunk
+        self._max_time_ms = max_time_ms
+        self._slots = slots
         self._indexed = False
 
     async def ping(self) -> None:
@@ -75,23 +80,29 @@ class RecordRepository:
         Idempotent (createIndexes on an existing index is a no-op). Run from readiness rather
         than at start-up, so the process starts while MongoDB is still unreachable.
         """
-        await self._records.create_index([("updated_at", pymongo.ASCENDING)], name=UPDATED_AT_INDEX)
+        await self._records.create_index(
+            [("updated_at", pymongo.ASCENDING)], name=UPDATED_AT_INDEX, maxTimeMS=self._max_time_ms
+        )
         self._indexed = True
 
-    async def upsert(self, record: RecordIn, now: datetime) -> Record:
-        """Insert or update one record and return what is stored.
+    async def upsert(self, record: RecordIn, now: datetime) -> Document:
+        """Insert or update one record and return the stored document.
 
         Two concurrent upserts of a new id can both try to insert; the loser gets a duplicate
         key error, and its retry then finds the document and updates it.
         """
+        await self._slots.acquire(1)
         try:
-            doc = await self._upsert_one(record, now)
-        except DuplicateKeyError:
-            doc = await self._upsert_one(record, now)
+            try:
+                doc = await self._upsert_one(record, now)
+            except DuplicateKeyError:
+                doc = await self._upsert_one(record, now)
+        finally:
+            self._slots.release(1)
         if doc is None:  # cannot happen with upsert=True and ReturnDocument.AFTER
             msg = f"upsert of {record.id!r} returned no document"
             raise RuntimeError(msg)
-        return to_record(doc)
+        return doc
 
     async def _upsert_one(self, record: RecordIn, now: datetime) -> Document | None:
         return await self._records.find_one_and_update(
@@ -99,36 +110,43 @@ class RecordRepository:
             _update(record.score, now),
             upsert=True,
             return_document=ReturnDocument.AFTER,
+            maxTimeMS=self._max_time_ms,
         )
 
     async def upsert_many(self, records: Sequence[RecordIn], now: datetime) -> list[BatchItem]:
         """Upsert records with distinct ids in unordered bulk writes; result per record.
 
         The records go out in ``update`` commands of at most ``write_chunk`` statements
-        (default 50): FerretDB 1.24.2 never answers an update (nor pymongo's bulk_write) in
-        which 100 or more statements modify existing documents, and holds its database lock
-        meanwhile. Records a bulk write did not confirm (in practice: duplicate keys when a
-        concurrent request inserted the same new id first) are then upserted one by one.
+        (default 32), each holding that many slots while in flight: FerretDB 1.24.2 keeps a
+        backend connection per statement that matched a document until the command ends
+        (APISERVER_MONGODB_MAX_WRITE_STATEMENTS). Records a bulk write did not confirm (in
+        practice: duplicate keys when a concurrent request inserted the same new id first)
+        are then upserted one by one.
         """
         outcome: dict[str, Outcome] = {}
         for start in range(0, len(records), self._write_chunk):
-            outcome.update(await self._write(records[start : start + self._write_chunk], now))
+            chunk = records[start : start + self._write_chunk]
+            await self._slots.acquire(len(chunk))
+            try:
+                outcome.update(await self._write(chunk, now))
+            finally:
+                self._slots.release(len(chunk))
         results: list[BatchItem] = []
         for record in records:
             status = outcome.get(record.id)
             if status is None:
                 results.append(await self._upsert_alone(record, now))
             else:
-                results.append(BatchItem(id=record.id, status=status))
+                results.append({"id": record.id, "status": status, "error": None})
         return results
 
     async def _upsert_alone(self, record: RecordIn, now: datetime) -> BatchItem:
         try:
             stored = await self.upsert(record, now)
         except OperationFailure as exc:  # e.g. a duplicate key twice; not connection errors
-            return BatchItem(id=record.id, status="failed", error=str(exc.details or exc))
-        status: Outcome = "inserted" if stored.created_at == now else "updated"
-        return BatchItem(id=record.id, status=status)
+            return {"id": record.id, "status": "failed", "error": str(exc.details or exc)}
+        status: Outcome = "inserted" if stored["created_at"] == now else "updated"
+        return {"id": record.id, "status": status, "error": None}
 
     async def _write(self, records: Sequence[RecordIn], now: datetime) -> dict[str, Outcome]:
         """One ``update`` command; returns the outcome of each record known to be written.
@@ -148,6 +166,7 @@ class RecordRepository:
                     for r in records
                 ],
                 "ordered": False,
+                "maxTimeMS": self._max_time_ms,  # MongoDB honours it; FerretDB ignores it
             }
         )
         if "writeConcernError" in reply:
@@ -160,21 +179,24 @@ class RecordRepository:
             return {rid: "inserted" if rid in inserted else "updated" for rid in ids}
         written: dict[str, Outcome] = {}
         async for doc in self._records.find(
-            {"_id": {"$in": ids}}, projection={"created_at": 1, "updated_at": 1}
+            {"_id": {"$in": ids}},
+            projection={"created_at": 1, "updated_at": 1},
+            max_time_ms=self._max_time_ms,
         ):
             if doc.get("updated_at") == now:
                 written[doc["_id"]] = "inserted" if doc.get("created_at") == now else "updated"
         return written
 
-    async def get(self, record_id: str) -> Record | None:
-        doc = await self._records.find_one({"_id": record_id})
-        return None if doc is None else to_record(doc)
+    async def get(self, record_id: str) -> Document | None:
+        return await self._records.find_one({"_id": record_id}, max_time_ms=self._max_time_ms)
 
-    async def page(self, after: str | None, limit: int) -> tuple[list[Record], bool]:
+    async def page(self, after: str | None, limit: int) -> tuple[list[Document], bool]:
         """Up to ``limit`` records with ids above ``after``; also whether more follow."""
         # Comparison operators match only values of the same BSON type, so ``$gte ""`` keeps
         # the keyset to string ids even if something else wrote to the collection.
         query: Document = {"_id": {"$gte": ""}} if after is None else {"_id": {"$gt": after}}
-        cursor = self._records.find(query, sort=[("_id", 1)], limit=limit + 1)
+        cursor = self._records.find(
+            query, sort=[("_id", 1)], limit=limit + 1, max_time_ms=self._max_time_ms
+        )
         docs = await cursor.to_list(length=limit + 1)
-        return [to_record(doc) for doc in docs[:limit]], len(docs) > limit
+        return docs[:limit], len(docs) > limit

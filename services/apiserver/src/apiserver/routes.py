@@ -1,57 +1,45 @@
-"""HTTP routes: thin handlers that validate, call the repository and shape the answer."""
+"""HTTP routes: thin endpoints that validate, call the repository and shape the answer.
+
+The three record routes are :class:`apiserver.lean.LeanRoute`: documented from the endpoint
+functions below, served by the handlers next to them (parse, call the endpoint, encode).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pymongo.errors import PyMongoError
 
+from apiserver import encode
 from apiserver.cursor import InvalidCursorError, decode_cursor, encode_cursor
 from apiserver.errors import ApiError, error_response
 from apiserver.guards import key_matches
+from apiserver.lean import JsonBytes, LeanRoute, parse_body, parse_query
 from apiserver.metrics import CONTENT_TYPE_LATEST
 from apiserver.models import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
     BatchIn,
     BatchResult,
     ErrorBody,
     Health,
-    Page,
+    ReadQuery,
     Record,
-    RecordId,
     RecordIn,
     utc_now_ms,
 )
-from apiserver.repository import RecordRepository
-from apiserver.state import state_of
+from apiserver.openapi import install_openapi
+from apiserver.repository import BatchItem, Document, RecordRepository
+from apiserver.state import AppState, state_of
 
 log = logging.getLogger("apiserver.routes")
 
-_api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
-
-
-def require_api_key(
-    request: Request, presented: Annotated[str | None, Security(_api_key_header)]
-) -> None:
-    """Checked by ApiKeyGuard before routing; checked again here so the route is safe alone
-    and so OpenAPI documents the scheme."""
-    expected = state_of(request).settings.api_key.get_secret_value().encode()
-    if not key_matches(expected, None if presented is None else presented.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong x-api-key")
-
-
-def repository(request: Request) -> RecordRepository:
-    return state_of(request).repository
-
-
-Repo = Annotated[RecordRepository, Depends(repository)]
-
+# Documents the scheme; the key is checked by ApiKeyGuard and again by each record handler.
+_security = Security(APIKeyHeader(name="x-api-key", auto_error=False))
 _errors: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in {
@@ -60,65 +48,105 @@ _errors: dict[int | str, dict[str, Any]] = {
         413: "Body over 1 MiB",
         415: "Content type is not application/json",
         422: "Body or query fails validation",
-        503: "MongoDB unreachable or failing",
+        503: "MongoDB unreachable or failing; retry",
+        504: "MongoDB did not finish within APISERVER_MONGODB_MAX_TIME_MS and stopped",
     }.items()
 }
 
 
-async def insert(body: RecordIn, repo: Repo) -> Record:
+def repository(request: Request) -> RecordRepository:
+    return state_of(request).repository
+
+
+# In the endpoints' signatures for the OpenAPI document; the handlers pass the repository.
+Repo = Annotated[RecordRepository, Depends(repository)]
+
+
+def _authorized(request: Request) -> tuple[AppState, RecordRepository]:
+    """ApiKeyGuard checked the key before routing; checked again here so that a route is
+    safe alone. The state and the repository of the app, for the handler."""
+    state = state_of(request)
+    presented = request.headers.get("x-api-key")
+    if not key_matches(state.api_key, None if presented is None else presented.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong x-api-key")
+    return state, state.repository
+
+
+async def insert(body: RecordIn, repo: Repo) -> Document:
     """Creates the record or updates its score; returns the stored record."""
     return await repo.upsert(body, utc_now_ms())
 
 
-async def insert_batch(body: BatchIn, repo: Repo) -> BatchResult:
+async def _insert(request: Request) -> Response:
+    _, repo = _authorized(request)
+    body = parse_body(RecordIn, await request.body())
+    return JsonBytes(encode.record(await insert(body, repo)))
+
+
+async def insert_batch(body: BatchIn, repo: Repo) -> dict[str, Any]:
     """One unordered bulk write. Ids must be distinct within a batch (else 422, nothing
     written); each record's result says ``inserted``, ``updated`` or ``failed``."""
     repeated = sorted(rid for rid, n in Counter(r.id for r in body.records).items() if n > 1)
     if repeated:
         shown = ", ".join(repr(rid) for rid in repeated[:10])
         raise ApiError(422, "duplicate_ids", f"ids repeated within the batch: {shown}")
-    results = await repo.upsert_many(body.records, utc_now_ms())
-    counts = Counter(item.status for item in results)
-    return BatchResult(
-        inserted=counts["inserted"],
-        updated=counts["updated"],
-        failed=counts["failed"],
-        results=results,
-    )
+    results: list[BatchItem] = await repo.upsert_many(body.records, utc_now_ms())
+    counts = Counter(item["status"] for item in results)
+    return {
+        "inserted": counts["inserted"],
+        "updated": counts["updated"],
+        "failed": counts["failed"],
+        "results": results,
+    }
+
+
+async def _insert_batch(request: Request) -> Response:
+    _, repo = _authorized(request)
+    body = parse_body(BatchIn, await request.body())
+    return JsonBytes(encode.dumps(await insert_batch(body, repo)))
 
 
 async def read(
-    repo: Repo,
-    record_id: Annotated[
-        RecordId | None, Query(alias="id", description="Only the record with this id")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-    cursor: Annotated[
-        str | None, Query(description="next_cursor of the previous page", max_length=1400)
-    ] = None,
-) -> Page:
-    """Records in ascending id order. With ``id``, the page holds that record or nothing."""
-    if record_id is not None:
-        found = await repo.get(record_id)
-        return Page(items=[] if found is None else [found], next_cursor=None)
+    query: Annotated[ReadQuery, Query()], repo: Repo
+) -> tuple[list[Document], str | None]:
+    """Records in ascending id order, as a JSON array. When more follow, the header
+    ``Link: <?limit=N&cursor=C>; rel="next"`` (RFC 8288) points at the next page, relative to
+    the URL that was called (resolve it against that URL). With ``id``, the array holds that
+    record or nothing."""
+    if query.id is not None:
+        found = await repo.get(query.id)
+        return ([] if found is None else [found]), None
     try:
-        after = None if cursor is None else decode_cursor(cursor)
+        after = None if query.cursor is None else decode_cursor(query.cursor)
     except InvalidCursorError:
         raise ApiError(400, "invalid_cursor", "cursor is not one this service issued") from None
-    items, more = await repo.page(after, limit)
-    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+    docs, more = await repo.page(after, query.limit)
+    return docs, encode_cursor(docs[-1]["_id"]) if more else None
+
+
+async def _read(request: Request) -> Response:
+    _, repo = _authorized(request)
+    query = parse_query(ReadQuery, dict(request.query_params))
+    docs, cursor = await read(query, repo)
+    response = JsonBytes(encode.records(docs))
+    if cursor is not None:
+        # A query-only reference keeps the path the client used (the Gateway's public one).
+        target = urlencode({"limit": query.limit, "cursor": cursor})
+        response.headers["link"] = f'<?{target}>; rel="next"'
+    return response
 
 
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-async def readyz(request: Request, repo: Repo) -> Health | JSONResponse:
+async def readyz(request: Request) -> Health | JSONResponse:
     """200 when MongoDB answers a ping within a third of APISERVER_MONGODB_TIMEOUT_MS."""
+    state = state_of(request)
     try:
-        await repo.ping()
+        await state.repository.ping()
     except PyMongoError as exc:
-        seconds = state_of(request).settings.ping_timeout_s
+        seconds = state.settings.ping_timeout_s
         log.warning("not ready", extra={"error_type": type(exc).__name__, "error": str(exc)})
         return error_response(
             503,
@@ -135,35 +163,55 @@ async def metrics(request: Request) -> Response:
 def add_routes(app: FastAPI) -> None:
     """Routes are added to the app itself (not through an included router), so the app's
     route list holds every template; ObserveMiddleware labels metrics with them."""
-    auth = [Depends(require_api_key)]
+    auth: Any = {"dependencies": [_security], "responses": _errors}
+    lean = app.router.routes.append
+    lean(
+        LeanRoute(
+            "/internal-insert",
+            insert,
+            handler=_insert,
+            methods=["POST"],
+            response_model=Record,
+            summary="Upsert one record by id",
+            **auth,
+        )
+    )
+    lean(
+        LeanRoute(
+            "/internal-insert/batch",
+            insert_batch,
+            handler=_insert_batch,
+            methods=["POST"],
+            response_model=BatchResult,
+            summary="Upsert up to 1000 records",
+            **auth,
+        )
+    )
+    lean(
+        LeanRoute(
+            "/internal-read",
+            read,
+            handler=_read,
+            methods=["GET"],
+            response_model=list[Record],
+            summary="Read records, one page at a time",
+            dependencies=[_security],
+            responses={
+                **_errors,
+                200: {
+                    "description": "Records in ascending id order (a JSON array)",
+                    "headers": {
+                        "Link": {
+                            "description": 'When more follow: `<?limit=N&cursor=C>; rel="next"` '
+                            "(RFC 8288), relative to the URL called",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                },
+            },
+        )
+    )
     add = app.add_api_route
-    add(
-        "/internal-insert",
-        insert,
-        methods=["POST"],
-        response_model=Record,
-        summary="Upsert one record by id",
-        dependencies=auth,
-        responses=_errors,
-    )
-    add(
-        "/internal-insert/batch",
-        insert_batch,
-        methods=["POST"],
-        response_model=BatchResult,
-        summary="Upsert up to 1000 records",
-        dependencies=auth,
-        responses=_errors,
-    )
-    add(
-        "/internal-read",
-        read,
-        methods=["GET"],
-        response_model=Page,
-        summary="Read records, one page at a time",
-        dependencies=auth,
-        responses=_errors,
-    )
     add("/healthz", healthz, methods=["GET"], response_model=Health, summary="The process is alive")
     add(
         "/readyz",
@@ -180,3 +228,4 @@ def add_routes(app: FastAPI) -> None:
         response_class=Response,
         summary="Prometheus metrics (text exposition format)",
     )
+    install_openapi(app)

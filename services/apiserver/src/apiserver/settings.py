@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_API_KEY_LENGTH = 16
@@ -24,12 +24,23 @@ class Settings(BaseSettings):
     # Bounds server selection, connection set-up and every socket read; /readyz uses a
     # third of it (at least 200 ms) for its ping.
     mongodb_timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 5000
-    # Statements per MongoDB update command in a batch. FerretDB 1.24.2 never answers an
-    # update in which 100 or more statements modify existing documents; 50 is safe there.
-    mongodb_write_chunk: Annotated[int, Field(ge=1, le=1000)] = 50
-    # Connections (so MongoDB commands in flight) per process; the driver's default. FerretDB
-    # 1.24.2 (SQLite) deadlocks for good once 100 connections each hold a matched document
-    # of an update or findAndModify in flight: keep pool size x write chunk under 100 there.
+    # The server-side deadline (maxTimeMS) of every query and write, below the socket timeout:
+    # a command that cannot finish in time is stopped by the database itself and answered
+    # 504 at once, instead of running on after the driver gave up (and was retried).
+    # Unset: three fifths of the timeout above (3000 ms by default), leaving the database time
+    # to notice the deadline and answer before the socket times out (FerretDB on a busy
+    # machine took up to 1.3 s to stop a scan).
+    mongodb_max_time_ms: Annotated[int | None, Field(ge=10, le=120_000)] = None
+    # Statements per MongoDB update command in a batch (at most the write statements below;
+    # under them, so that single upserts still run beside a batch).
+    mongodb_write_chunk: Annotated[int, Field(ge=1, le=1000)] = 32
+    # Write statements (one per record) in flight in this process; a batch's update command
+    # takes one per statement. FerretDB 1.24 keeps a backend connection for each in-flight
+    # statement that matched a document until its command ends, and needs one more to write:
+    # once every connection is held that way (100 on SQLite, 50 on PostgreSQL) it waits
+    # forever. 48 keeps one process under both; MongoDB has no such limit.
+    mongodb_max_write_statements: Annotated[int, Field(ge=1, le=10_000)] = 48
+    # Connections per process (the driver's default); writes are bounded above.
     mongodb_max_pool_size: Annotated[int, Field(ge=1, le=1000)] = 100
     log_level: LogLevel = "INFO"
     access_log: bool = True
@@ -37,6 +48,32 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.mongodb_max_time_ms is not None and (
+            self.mongodb_max_time_ms >= self.mongodb_timeout_ms
+        ):
+            msg = (
+                f"APISERVER_MONGODB_MAX_TIME_MS ({self.mongodb_max_time_ms}) must be below "
+                f"APISERVER_MONGODB_TIMEOUT_MS ({self.mongodb_timeout_ms}), so that the database "
+                "stops a slow command before the driver gives up on it"
+            )
+            raise ValueError(msg)
+        if self.mongodb_write_chunk > self.mongodb_max_write_statements:
+            msg = (
+                f"APISERVER_MONGODB_WRITE_CHUNK ({self.mongodb_write_chunk}) must not exceed "
+                f"APISERVER_MONGODB_MAX_WRITE_STATEMENTS ({self.mongodb_max_write_statements})"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def max_time_ms(self) -> int:
+        """maxTimeMS of every command: the setting, or three fifths of the socket timeout."""
+        if self.mongodb_max_time_ms is not None:
+            return self.mongodb_max_time_ms
+        return self.mongodb_timeout_ms * 3 // 5
 
     @property
     def ping_timeout_s(self) -> float:
@@ -47,6 +84,9 @@ def describe_error(error: ValidationError) -> str:
     """One line naming each bad variable, without echoing secret values."""
     parts: list[str] = []
     for item in error.errors():
+        if not item["loc"]:  # a rule across variables; its message names them
+            parts.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
         name = "APISERVER_" + "_".join(str(part) for part in item["loc"]).upper()
         wanted = f"a random secret of at least {MIN_API_KEY_LENGTH} characters"
         if name == "APISERVER_API_KEY" and item["type"] == "missing":

@@ -17,6 +17,9 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     _repository: RecordRepository | None = None
 
+    def __post_init__(self) -> None:
+        self.api_key = self.settings.api_key.get_secret_value().encode()
+
     @property
     def repository(self) -> RecordRepository:
         if self._repository is None:

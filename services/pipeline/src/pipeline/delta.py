@@ -1,14 +1,22 @@
-"""The Delta table: open, find the high-water mark, overwrite, merge, maintain (delta-rs).
+"""The Delta table: open, find the export's mark, overwrite, merge (delta-rs).
 
 Every write is one Delta transaction: the data files are written first and become part of the
 table only when the commit file lands, so a run that dies half-way leaves the table at its
-previous version (the stray files are removed by a later vacuum).
+previous version; its stray files are removed by the maintenance vacuum (``maintenance.py``).
+
+Layout: data files of at most ``target_file_size`` bytes (1 MiB unless set), each holding
+records created in one stretch of time (the full export reads in natural order; a MERGE appends
+new records in new files and rewrites an updated row in the file that holds it). delta-rs
+rewrites whole files, and only the files holding a changed row: updates of recent records then
+rewrite the newest files, not the table. (delta-rs 1.6 writes no deletion vectors, so updates
+scattered over the whole history still rewrite every file that holds one.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +24,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from pipeline.schema import RECORD_SCHEMA
+from pipeline.schema import RECORD_SCHEMA, newest_per_id
 
 TABLE_NAME = "records"
 TABLE_DESCRIPTION = "Records exported from MongoDB uploads.records by the pipeline code location"
 # Row groups of at most this many rows keep the writer's buffers small however big the run is.
 MAX_ROW_GROUP_ROWS = 128 * 1024
+# Bytes per data file: about 17,000 records with the generator's 36-character ids (60 bytes a
+# row compressed), 30,000 with short ones. Small for Delta, in proportion to this table (60 MB
+# per million records): an update of recent records rewrites about 1 MiB, not the table.
+DEFAULT_TARGET_FILE_SIZE = 1024 * 1024
 
 # MERGE on id. A matched row is rewritten only when MongoDB holds something different, so the
 # overlap window of an incremental run (rows already exported) changes nothing and, when
@@ -36,7 +48,14 @@ UPDATE_WHEN_CHANGED = " OR ".join(
 
 
 class TargetError(RuntimeError):
-    """The Delta table cannot be opened or written; the message names the location."""
+    """The Delta table cannot be opened or written; the message names the location.
+
+    ``transient``: another writer committed first (a later attempt plans afresh).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -45,8 +64,9 @@ class DeltaTarget:
 
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
-    # Bytes per data file; None keeps delta-rs's default. Files are flushed as they fill.
-    target_file_size: int | None = None
+    # Bytes per data file; files are flushed as they fill. Stored in the table when it is
+    # (re)written, so later MERGEs and compactions use the same size.
+    target_file_size: int = DEFAULT_TARGET_FILE_SIZE
 
     @property
     def is_local(self) -> bool:
@@ -78,9 +98,10 @@ def ensure_writable(target: DeltaTarget) -> None:
     if not target.is_local:
         return
     path = target.local_path()
+    # A name of its own: runs that start together must not remove each other's probe.
+    probe = path / f".pipeline-write-probe-{uuid.uuid4().hex}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".pipeline-write-probe"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -109,12 +130,17 @@ def column_max(table: DeltaTable, column: str) -> dt.datetime | None:
     return value if isinstance(value, dt.datetime) else None
 
 
-def high_water_mark(table: DeltaTable) -> dt.datetime | None:
-    """The newest ``updated_at`` in the table: what the next incremental run starts from."""
-    return column_max(table, "updated_at")
+def export_mark(table: DeltaTable) -> dt.datetime | None:
+    """The newest ``exported_at``: the start of the last run that wrote rows.
+
+    That run read every document changed before its start, so the next incremental run
+    starts there (minus the overlap). It comes from the runs' own clock, never from the
+    documents' timestamps, so a document dated in the future cannot move it.
+    """
+    return column_max(table, "exported_at")
 
 
-def _writer_properties() -> WriterProperties:
+def writer_properties() -> WriterProperties:
     return WriterProperties(max_row_group_size=MAX_ROW_GROUP_ROWS, compression="SNAPPY")
 
 
@@ -130,29 +156,36 @@ def overwrite(target: DeltaTarget, batches: Iterator[pa.RecordBatch]) -> None:
             schema_mode="overwrite",
             name=TABLE_NAME,
             description=TABLE_DESCRIPTION,
-            # Stored in the table, so later MERGEs and compactions use the same size.
-            configuration=None if size is None else {"delta.targetFileSize": str(size)},
+            configuration={"delta.targetFileSize": str(size)},
             target_file_size=size,
             storage_options=target.storage_options or None,
-            writer_properties=_writer_properties(),
+            writer_properties=writer_properties(),
         )
     except (DeltaError, OSError) as exc:
         msg = f"cannot write the Delta table at {target.location}: {exc}"
-        raise TargetError(msg) from None
+        raise TargetError(msg, transient=isinstance(exc, CommitFailedError)) from None
 
 
-def merge(table: DeltaTable, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:
-    """Upsert ``batches`` on ``id`` in one new version; returns delta-rs's merge metrics."""
-    reader = pa.RecordBatchReader.from_batches(RECORD_SCHEMA, batches)
+def merge(table: DeltaTable, source: pa.Table | Iterable[pa.RecordBatch]) -> dict[str, Any]:
+    """Upsert ``source`` on ``id`` in one new version; returns delta-rs's merge metrics.
+
+    The source is first reduced to one row per id (the newest ``updated_at``): MERGE with an
+    id twice in its source would insert it twice, or fail on an id the table holds. Metric
+    ``num_source_duplicates`` counts the rows dropped that way.
+    """
+    rows = source if isinstance(source, pa.Table) else _table(source)
+    rows, duplicates = newest_per_id(rows)
     try:
-        return (
+        metrics = (
             table.merge(
-                reader,
+                rows,
                 predicate=MERGE_PREDICATE,
                 source_alias="source",
                 target_alias="target",
-                writer_properties=_writer_properties(),
-                streamed_exec=True,
+                writer_properties=writer_properties(),
+                # The source is in memory: delta-rs reads its id range first and skips
+                # target files outside it.
+                streamed_exec=False,
             )
             .when_matched_update_all(predicate=UPDATE_WHEN_CHANGED)
             .when_not_matched_insert_all()
@@ -160,24 +193,43 @@ def merge(table: DeltaTable, batches: Iterator[pa.RecordBatch]) -> dict[str, Any
         )
     except (DeltaError, OSError) as exc:
         msg = f"cannot merge into the Delta table at {table.table_uri}: {exc}"
-        raise TargetError(msg) from None
+        raise TargetError(msg, transient=isinstance(exc, CommitFailedError)) from None
+    return {**metrics, "num_source_duplicates": duplicates}
 
 
-def compact(table: DeltaTable) -> dict[str, Any]:
-    """Rewrite small files into bigger ones (a new version only when something was merged)."""
-    try:
-        return table.optimize.compact(writer_properties=_writer_properties())
-    except (DeltaError, OSError) as exc:
-        msg = f"cannot compact the Delta table at {table.table_uri}: {exc}"
-        raise TargetError(msg) from None
+def _table(batches: Iterable[pa.RecordBatch]) -> pa.Table:
+    return pa.Table.from_batches(list(batches), schema=RECORD_SCHEMA)
 
 
-def vacuum(table: DeltaTable, retention_hours: int) -> list[str]:
-    """Delete files no version younger than ``retention_hours`` uses; returns their paths."""
-    try:
-        return table.vacuum(
-            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+@dataclass(frozen=True)
+class FileStats:
+    """Data files and bytes of a table version, and what one commit added."""
+
+    files: int
+    table_bytes: int
+    files_added: int = 0
+    bytes_written: int = 0
+
+
+def file_stats(target: DeltaTarget, table: DeltaTable, version_before: int | None) -> FileStats:
+    """Size of the table now and of the files added since ``version_before`` (log only)."""
+    now = _sizes(table)
+    if version_before is None:
+        before: dict[str, int] = {}
+    elif version_before == table.version():
+        before = now
+    else:
+        before = _sizes(
+            DeltaTable(
+                target.uri, version=version_before, storage_options=target.storage_options or None
+            )
         )
-    except (DeltaError, OSError) as exc:
-        msg = f"cannot vacuum the Delta table at {table.table_uri}: {exc}"
-        raise TargetError(msg) from None
+    added = {path: size for path, size in now.items() if path not in before}
+    return FileStats(len(now), sum(now.values()), len(added), sum(added.values()))
+
+
+def _sizes(table: DeltaTable) -> dict[str, int]:
+    actions = pa.table(table.get_add_actions(flatten=True))
+    paths = actions.column("path").to_pylist()
+    sizes = actions.column("size_bytes").to_pylist()
+    return {str(path): int(size or 0) for path, size in zip(paths, sizes, strict=True)}

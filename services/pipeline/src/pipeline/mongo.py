@@ -1,7 +1,12 @@
 """Reading the records collection: connect with explicit timeouts, stream documents in batches.
 
 Errors become ``SourceError`` with a message that names the server (never the credentials of
-the URI) and the timeout, so a failed run says what to fix.
+the URI) and the timeout, so a failed run says what to fix; ``transient`` says whether trying
+again later can help (an unreachable or failing-over server) or not (a bad URI, no rights).
+
+Documents are fetched as raw BSON and decoded one by one, so a document the decoder refuses
+(a date outside the years 1..9999 when read as datetime, broken UTF-8) is named and skipped
+instead of failing the batch it arrived in.
 """
 
 from __future__ import annotations
@@ -12,16 +17,45 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.errors import BSONError
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
+from pymongo.errors import (
+    ConfigurationError,
+    ConnectionFailure,
+    CursorNotFound,
+    ExecutionTimeout,
+    InvalidURI,
+    OperationFailure,
+    PyMongoError,
+)
 from pymongo.uri_parser import parse_uri
 
+from pipeline import records
+from pipeline.schema import Undecodable
+
 Document = dict[str, Any]
+# Dates outside Python's range decode as bson.DatetimeMS (then reported), not as an error.
+DECODE_OPTIONS: CodecOptions[Document] = CodecOptions(
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
+_RAW_OPTIONS: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
+# For naming a document that failed to decode: as lenient as the decoder allows.
+_NAMING_OPTIONS: CodecOptions[Document] = CodecOptions(
+    datetime_conversion=DatetimeConversion.DATETIME_MS,
+    unicode_decode_error_handler="backslashreplace",
+)
 
 
 class SourceError(RuntimeError):
     """MongoDB is misconfigured, unreachable or failed while reading."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -50,6 +84,13 @@ class MongoSource:
         return f"{self.database}.{self.collection}"
 
 
+def is_transient(exc: PyMongoError) -> bool:
+    """True for errors that a later attempt may not meet (network, failover, timeouts)."""
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | CursorNotFound):
+        return True
+    return isinstance(exc, OperationFailure) and exc.has_error_label("RetryableReadError")
+
+
 @contextmanager
 def open_collection(source: MongoSource) -> Iterator[Collection[Document]]:
     """The records collection, after a ping proved the server answers."""
@@ -59,6 +100,7 @@ def open_collection(source: MongoSource) -> Iterator[Collection[Document]]:
         serverSelectionTimeoutMS=source.server_selection_timeout_ms,
         connectTimeoutMS=source.server_selection_timeout_ms,
         socketTimeoutMS=source.socket_timeout_ms,
+        datetime_conversion=DatetimeConversion.DATETIME_AUTO,
         appname="pipeline",
     )
     try:
@@ -70,37 +112,73 @@ def open_collection(source: MongoSource) -> Iterator[Collection[Document]]:
                 f"{source.server_selection_timeout_ms} ms (server selection timeout): "
                 f"{_short(exc)}"
             )
-            raise SourceError(msg) from None
+            raise SourceError(msg, transient=is_transient(exc)) from None
         yield client[source.database][source.collection]
     finally:
         client.close()
 
 
-def updated_since(since: dt.datetime | None) -> Document:
-    """The query for documents changed at or after ``since`` (all documents when None)."""
-    return {} if since is None else {"updated_at": {"$gte": since}}
+def window_query(since: dt.datetime | None, until: dt.datetime) -> Document:
+    """Documents changed in [since, until): the incremental read (``since`` None: no floor)."""
+    bounds: Document = {"$lt": until} if since is None else {"$gte": since, "$lt": until}
+    return {"updated_at": bounds}
 
 
-def document_batches(
+def read_window(
     collection: Collection[Document], query: Document, batch_size: int, hosts: str
-) -> Iterator[list[Document]]:
-    """The documents matching ``query`` in lists of ``batch_size``; memory stays bounded.
+) -> Iterator[list[Document | Undecodable]]:
+    """The documents matching ``query``, in lists of ``batch_size``, only the record's fields.
 
-    No sort: every run commits its rows in one Delta transaction, and the next run's
-    high-water mark comes from the committed table, so the read order does not matter.
+    No sort: the run commits its rows in one Delta transaction and deduplicates them by id,
+    so the read order does not matter.
     """
-    batch: list[Document] = []
+    cursor = collection.with_options(codec_options=_RAW_OPTIONS).find(
+        query, records.PROJECTION, batch_size=batch_size
+    )
+    return _batches(cursor, collection.full_name, batch_size, hosts)
+
+
+def read_all(
+    collection: Collection[Document], batch_size: int, hosts: str
+) -> Iterator[list[Document | Undecodable]]:
+    """Every document in natural order (a collection scan), only the record's fields.
+
+    A collection scan visits each document once, and natural order is roughly insertion
+    order, i.e. ``created_at`` order: the table's files then each hold records created in one
+    stretch of time, so later updates of recent records rewrite only the newest files.
+    """
+    cursor = collection.with_options(codec_options=_RAW_OPTIONS).find(
+        {}, records.PROJECTION, batch_size=batch_size, hint=[("$natural", 1)]
+    )
+    return _batches(cursor, collection.full_name, batch_size, hosts)
+
+
+def _batches(
+    cursor: Iterator[RawBSONDocument], name: str, batch_size: int, hosts: str
+) -> Iterator[list[Document | Undecodable]]:
+    batch: list[Document | Undecodable] = []
     try:
-        for document in collection.find(query, batch_size=batch_size):
-            batch.append(document)
+        for raw in cursor:
+            batch.append(_decode(bytes(raw.raw)))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
     except PyMongoError as exc:
-        msg = f"reading {collection.full_name} from MongoDB at {hosts} failed: {_short(exc)}"
-        raise SourceError(msg) from None
+        msg = f"reading {name} from MongoDB at {hosts} failed: {_short(exc)}"
+        raise SourceError(msg, transient=is_transient(exc)) from None
     if batch:
         yield batch
+
+
+def _decode(data: bytes) -> Document | Undecodable:
+    try:
+        return bson.decode(data, DECODE_OPTIONS)
+    except (BSONError, ValueError, OverflowError) as exc:
+        try:
+            document_id: object = bson.decode(data, _NAMING_OPTIONS).get("_id")
+        except (BSONError, ValueError, OverflowError):
+            document_id = None
+        return Undecodable(document_id, _short(exc, 120))
 
 
 def count(collection: Collection[Document], query: Document, hosts: str) -> int:
@@ -108,7 +186,18 @@ def count(collection: Collection[Document], query: Document, hosts: str) -> int:
         return collection.count_documents(query)
     except PyMongoError as exc:
         msg = f"counting {collection.full_name} on MongoDB at {hosts} failed: {_short(exc)}"
-        raise SourceError(msg) from None
+        raise SourceError(msg, transient=is_transient(exc)) from None
+
+
+def example_ids(
+    collection: Collection[Document], query: Document, hosts: str, limit: int
+) -> list[object]:
+    """The ``_id`` of up to ``limit`` documents matching ``query``."""
+    try:
+        return [d["_id"] for d in collection.find(query, {"_id": 1}, limit=limit)]
+    except PyMongoError as exc:
+        msg = f"reading {collection.full_name} on MongoDB at {hosts} failed: {_short(exc)}"
+        raise SourceError(msg, transient=is_transient(exc)) from None
 
 
 def has_updated_at_index(collection: Collection[Document]) -> bool:

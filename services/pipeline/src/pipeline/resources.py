@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from pipeline.delta import DeltaTarget
+from pipeline.delta import DEFAULT_TARGET_FILE_SIZE, DeltaTarget
 from pipeline.mongo import MongoSource
 
 
@@ -53,10 +53,13 @@ class DeltaTableResource(dg.ConfigurableResource["DeltaTableResource"]):
         default=None, description="PIPELINE_S3_SECRET_ACCESS_KEY"
     )
     s3_region: str = Field(default="us-east-1", description="PIPELINE_S3_REGION")
-    target_file_size: int | None = Field(
-        default=None,
+    target_file_size: int = Field(
+        default=DEFAULT_TARGET_FILE_SIZE,
         gt=0,
-        description="Bytes per data file (PIPELINE_DELTA_TARGET_FILE_SIZE); delta-rs default",
+        description=(
+            "Bytes per data file (PIPELINE_DELTA_TARGET_FILE_SIZE); applied when the table is "
+            "created or fully refreshed"
+        ),
     )
 
     def target(self) -> DeltaTarget:

@@ -16,10 +16,18 @@ _ACTIVE = [
     dg.DagsterRunStatus.STARTED,
 ]
 
+# Scheduled runs ride out a MongoDB failover or a lost commit race: a step that fails with an
+# error that trying again can help (a dg.Failure with allow_retries, see assets.py) is retried
+# after 10 s, 30 s and 70 s (Dagster's exponential backoff). Errors that cannot go away (bad
+# URI, bad path, bad run config) fail at once. Materializations started from the UI or CLI
+# run without retries.
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL)
+
 export_job = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.assets(records_delta),  # with its asset checks
     description="Export MongoDB uploads.records into the Delta table (incremental).",
+    op_retry_policy=RETRY_POLICY,
 )
 
 

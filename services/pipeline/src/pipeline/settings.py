@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipeline.delta import DEFAULT_TARGET_FILE_SIZE
+
 DEFAULT_CRON = "0 * * * *"  # hourly
 DEFAULT_DELTA_URI = ".cache/delta/records"  # relative to the working directory (local runs)
 _TRUE = {"1", "true", "yes", "on"}
@@ -27,7 +29,7 @@ class Settings:
     mongodb_collection: str
     mongodb_timeout_ms: int
     delta_uri: str
-    delta_target_file_size: int | None
+    delta_target_file_size: int
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_region: str
@@ -80,10 +82,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         mongodb_collection=_text(env, "PIPELINE_MONGODB_COLLECTION", "records"),
         mongodb_timeout_ms=_positive_int(env, "PIPELINE_MONGODB_TIMEOUT_MS", 5_000),
         delta_uri=_text(env, "PIPELINE_DELTA_URI", DEFAULT_DELTA_URI),
-        delta_target_file_size=(
-            _positive_int(env, "PIPELINE_DELTA_TARGET_FILE_SIZE", 1)
-            if _optional(env, "PIPELINE_DELTA_TARGET_FILE_SIZE")
-            else None
+        delta_target_file_size=_positive_int(
+            env, "PIPELINE_DELTA_TARGET_FILE_SIZE", DEFAULT_TARGET_FILE_SIZE
         ),
         s3_endpoint_url=endpoint,
         s3_access_key_id=_optional(env, "PIPELINE_S3_ACCESS_KEY_ID"),

@@ -3,7 +3,8 @@
 Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
 ``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``engine`` (the
 Docker engine), ``images`` (build the service images), ``helm`` (where the Helm clients are),
-``snapshot`` (every object of a cluster, to prove what a teardown leaves behind).
+``snapshot`` (every object of a cluster, to prove what a teardown leaves behind) and ``release``
+(make release).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ COMMANDS = {
     "snapshot": ("stacktools.cluster.snapshot", "record a cluster's objects; compare two records"),
     "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
     "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
+    "release": ("stacktools.release", "the collection tarball and both images, version-tagged"),
 }
 
 

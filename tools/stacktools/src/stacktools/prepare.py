@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from stacktools.builds import (
+    actionlint,
+    ansible_matrix,
     charts,
+    collection,
     controlplane,
     ferretdb,
     helm,
@@ -26,7 +29,7 @@ from stacktools.builds import (
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
-from stacktools.servers import dockerd
+from stacktools.servers import dockerd, postgresql
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ STEPS: tuple[Step, ...] = (
         "L4.5 images: the registry make push-images is tested with",
         registry.ensure_binary,
     ),
+    Step("collection", "L0, L2 (the collection as users install it)", collection.ensure_collection),
+    Step("actionlint", "L0 (the GitHub Actions workflows)", actionlint.ensure_binary),
+    Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
+    # Not built: the system's package, checked here so that a missing one is named up front.
+    Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
 )
 
 

@@ -4,6 +4,9 @@
   process started for the session on a free loopback port.
 * ``ferretdb_server`` (function): a private FerretDB the test owns and may stop/restart;
   always FerretDB, because a test cannot stop the user's own MongoDB.
+* ``postgresql_server`` (session): a private PostgreSQL cluster (the system's packages) on a
+  free loopback port; ``ferretdb_pg_server`` (function): a FerretDB the test owns on its
+  PostgreSQL backend (``--handler=pg``) in a database of its own on that cluster.
 * ``kube_controlplane`` (session): a node-less Kubernetes v1.36 control plane (etcd,
   kube-apiserver, kube-controller-manager) built from tools/controlplane; ``.kubeconfig`` is
   an admin kubeconfig. Never a user's cluster: tests create and delete namespaces freely.
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +27,16 @@ from stacktools.builds import helm as helm_build
 from stacktools.builds import images
 from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
+from stacktools.servers import postgresql
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.ferretdb import FerretDB
+from stacktools.servers.postgresql import PostgreSQL
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         _mongodb_header(),
+        _postgresql_header(),
         _controlplane_header(),
         *_helm_header(),
         _traefik_header(),
@@ -70,6 +77,13 @@ def _mongodb_header() -> str:
         return f"mongodb: FerretDB unavailable: {exc}"
     version = ferretdb_build.binary_version(binary)
     return f"mongodb: FerretDB {version} ({ferretdb_build.FERRETDB_MODULE}, sqlite) at {binary}"
+
+
+def _postgresql_header() -> str:
+    try:
+        return f"postgresql: {postgresql.check_installed()} (FerretDB --handler=pg tests)"
+    except Exception as exc:  # reported in the header; the fixture raises it again
+        return f"postgresql: unavailable: {exc}"
 
 
 def _controlplane_header() -> str:
@@ -115,6 +129,24 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def ferretdb_server(tmp_path: Path) -> Iterator[FerretDB]:
     server = FerretDB(tmp_path / "ferretdb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
+    with PostgreSQL(tmp_path_factory.mktemp("postgresql")) as server:
+        yield server
+
+
+@pytest.fixture
+def ferretdb_pg_server(tmp_path: Path, postgresql_server: PostgreSQL) -> Iterator[FerretDB]:
+    database = f"ferretdb_{uuid.uuid4().hex[:12]}"
+    postgresql_server.create_database(database)
+    server = FerretDB(tmp_path / "ferretdb", postgresql_url=postgresql_server.url_of(database))
     server.start()
     try:
         yield server

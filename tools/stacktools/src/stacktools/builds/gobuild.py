@@ -128,6 +128,24 @@ def go_build(
     partial.replace(output)
 
 
+def go_install(package: str, version: str, output: Path, env: dict[str, str] | None = None) -> None:
+    """``go install package@version`` (a module without replace lines, its version recorded in
+    the binary's build info); the binary appears at ``output`` atomically."""
+    go = require_go()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building {package}@{version} -> {output} (cached)", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="stack-install-", dir=output.parent) as gobin:
+        result = subprocess.run(
+            [go, "install", "-trimpath", f"{package}@{version}"],
+            check=False,
+            env={**os.environ, "CGO_ENABLED": "0", **(env or {}), "GOBIN": gobin},
+        )
+        if result.returncode != 0:
+            msg = f"`go install {package}@{version}` failed with exit code {result.returncode}"
+            raise BuildError(msg)
+        (Path(gobin) / package.rsplit("/", 1)[-1]).replace(output)
+
+
 def writable_copy(source: Path) -> tempfile.TemporaryDirectory[str]:
     """A writable temporary copy of a module directory from the read-only module cache."""
     tmp = tempfile.TemporaryDirectory(prefix="stack-build-")

@@ -5,7 +5,7 @@ path that ``make prepare`` (for the tests), ``playbooks/kind.yml`` and ``playboo
 * Context: the committed files only (``git archive HEAD`` extracted into a temporary folder),
   built with BuildKit, which reads ``services/<service>/Dockerfile.dockerignore``.
 * Tag: the content tag of that context, computed by the ``stack_image_tag`` lookup plugin
-  (playbooks/lookup_plugins), the same function the roles deploy with. Asked for another tag
+  (plugins/lookup), the same function the roles deploy with. Asked for another tag
   (kind.yml passes the working tree's), the build refuses and names the uncommitted files.
 * Base: the ``PYTHON_IMAGE`` build argument. ``official`` is the Dockerfiles' default
   (``python:3.11-slim-bookworm``, pulled when missing); ``auto`` (the tests) falls back to the
@@ -97,7 +97,7 @@ class Context:
 
 def _tag_plugin(root: Path) -> ModuleType:
     """The stack_image_tag lookup plugin: the one definition of a content tag."""
-    path = root / "playbooks" / "lookup_plugins" / "stack_image_tag.py"
+    path = root / "plugins" / "lookup" / "stack_image_tag.py"
     spec = importlib.util.spec_from_file_location("stack_image_tag", path)
     if spec is None or spec.loader is None:
         msg = f"cannot load {path}"

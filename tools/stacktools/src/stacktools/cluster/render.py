@@ -48,12 +48,12 @@ class Rendered:
 
 
 def ansible_env(**extra: str) -> dict[str, str]:
-    """The environment the Makefile gives Ansible (its configuration, the lookup plugin)."""
+    """The environment the Makefile gives Ansible (its configuration, through which the FQCN
+    lookup plugin resolves)."""
     root = repo_root()
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(root / "ansible.cfg"),
-        ANSIBLE_LOOKUP_PLUGINS=str(root / "playbooks" / "lookup_plugins"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_LOCAL_TEMP=str(root / ".cache" / "ansible-tmp"),

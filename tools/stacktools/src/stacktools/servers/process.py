@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -131,15 +132,21 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    user: str | None = None,
     netns: Path | None = None,
 ) -> ServerProcess:
     """Start ``argv`` with stdout and stderr appended to ``log``.
 
     ``detach=True`` puts it in its own session so it outlives the caller (the CLI);
-    otherwise it is killed when the caller dies (the pytest fixture). ``netns`` (a file such
-    as ``/run/netns/NAME``) runs it in that network namespace.
+    otherwise it is killed when the caller dies (the pytest fixture). ``user`` (only as
+    root) runs it as that account, with that account's group and no other groups. ``netns``
+    (a file such as ``/run/netns/NAME``) runs it in that network namespace; not with ``user``
+    (the hook below runs after the switch of account, and entering a namespace needs root).
     """
+    if user is not None and netns is not None:
+        raise ValueError(f"{name}: start_process takes user or netns, not both")
     log.parent.mkdir(parents=True, exist_ok=True)
+    account = None if user is None else pwd.getpwnam(user)
 
     def preexec() -> None:
         if not detach:
@@ -155,7 +162,11 @@ def start_process(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=detach,
+            # Runs after the switch to ``user``: a change of credentials clears PDEATHSIG.
             preexec_fn=preexec,  # noqa: PLW1509 - only prctl and setns, safe before exec
+            user=None if account is None else account.pw_uid,
+            group=None if account is None else account.pw_gid,
+            extra_groups=None if account is None else [],
         )
     return ServerProcess(name, Path(argv[0]).resolve(), popen.pid, log, popen)
 

@@ -19,6 +19,8 @@ from ansible.plugins.lookup import LookupBase
 
 DOCUMENTATION = r"""
 name: stack_collection_version
+author: gateway-api-stack contributors
+version_added: 0.1.0
 short_description: version of an installed Ansible collection, as this Ansible loads it
 description:
   - Finds the collection the way Ansible resolves it (the first match on the collections path)
@@ -32,7 +34,7 @@ options:
 EXAMPLES = r"""
 - name: Show which kubernetes.core the modules run with
   ansible.builtin.debug:
-    msg: "{{ lookup('stack_collection_version', 'kubernetes.core') }}"
+    msg: "{{ lookup('gateway_api_stack.showcase.stack_collection_version', 'kubernetes.core') }}"
 """
 
 RETURN = r"""
@@ -68,7 +70,7 @@ def collection_version(name: str) -> dict[str, str]:
 
 
 class LookupModule(LookupBase):  # type: ignore[misc]
-    """``lookup('stack_collection_version', 'kubernetes.core')``."""
+    """``lookup('gateway_api_stack.showcase.stack_collection_version', 'kubernetes.core')``."""
 
     def run(self, terms: list[Any], variables: Any = None, **kwargs: Any) -> list[dict[str, str]]:
         self.set_options(var_options=variables, direct=kwargs)
