@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stacktools.builds import kubernetes_core
 from stacktools.builds.collection import Collection, collection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ class UserProject:
     """A user's Ansible project outside the repository, with the collection installed from the
     tarball the set-up step built. Its ansible.cfg knows no roles path and no plugin folder of
     the repository: roles, playbooks and lookups resolve from the installed collection only (and
-    kubernetes.core from the Python environment, where `pip install ansible` puts it). No
+    kubernetes.core from the set-up step's 6.6.0, the rest from the Python environment). No
     ANSIBLE_* variable of the caller's environment reaches it."""
 
     root: Path
@@ -260,10 +261,14 @@ def user_project(root: Path, built: Collection, bin_dir: Path) -> UserProject:
     project at ``root``, run by the Ansible in ``bin_dir``."""
     root.mkdir(parents=True)
     collections = root / "collections"
-    # kubernetes.core and the other collections of the pinned `ansible` package.
+    # kubernetes.core 6.6.0 (the set-up step's, from a newer `ansible` package: the collection
+    # depends on >= 6.4.0, which works with Helm 4), then the other collections of the pinned
+    # `ansible` package (whose kubernetes.core 6.2.0 does not meet that dependency).
+    core = kubernetes_core.collections_path()
     bundled = sysconfig.get_paths()["purelib"]
     (root / "ansible.cfg").write_text(
-        f"[defaults]\ncollections_path = {collections}:{bundled}\nretry_files_enabled = false\n"
+        f"[defaults]\ncollections_path = {collections}:{core}:{bundled}\n"
+        "retry_files_enabled = false\n"
     )
     project = UserProject(root, collections, built, bin_dir)
     result = project.run(
