@@ -60,6 +60,10 @@ def test_mongodb_is_exposed_only_where_writes_reach_the_primary(
 
 
 def check_vars(ansible: Any, inventory: str, extra: dict[str, Any]) -> tuple[int, list[str], str]:
+    """The roles' variable checks with ``extra``; staging and production get the tests' registry
+    (tests/conftest.py) so that only the variable under test is wrong."""
+    if inventory in ("staging", "production"):
+        extra = {"stack_image_registry": "registry.example.com/gateway-api-stack", **extra}
     result = ansible.run(
         "ansible-playbook", "-i", f"inventories/{inventory}", "tests/render/check_vars.yml",
         "-e", json.dumps(extra),

@@ -184,7 +184,7 @@ def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stac
         ),
     )
     stack = Stack(kube_node, "", images, ansible)
-    # The whole site.yml, as inventories/controlplane configures it (no Helm releases: the
+    # The whole site.yml, as inventories/controlplane + node configure it (no Helm releases: the
     # monitoring role applies its CRDs, namespace and monitors, which the gateway role's
     # preflight needs for the grafana route's backend namespace).
     if os.environ.get("STACK_NODE_CONVERGED") == "1" and os.environ.get("STACK_NODE_DIR"):

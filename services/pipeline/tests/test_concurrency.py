@@ -6,6 +6,10 @@ limit of 1 (here: the instance's dagster.yaml, ``concurrency: pools: default_lim
 CLI and a scheduled run would be: the second run's step waits for the first one's to finish.
 Before, the schedule only skipped a tick while an export_records run was active, and runs
 started any other way overlapped.
+
+The test holds the pool's one slot itself until both runs have reported that they wait for it,
+so both are sure to contend however fast the machine (a quiet machine finished one run before
+the other had started its step); then it frees the slot and the two must run one at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +38,17 @@ ROWS = 20_000  # each run reads and writes for several seconds
 # Each CLI run also runs the asset checks (FerretDB counts the collection for them): on two
 # shared cores at load average 30 one run took over six minutes with 50,000 documents.
 RUN_TIMEOUT_S = 840
+HOLDER = ("test-holds-the-pool", "holder")  # the (run id, step key) the test claims the slot as
+
+
+def blocked_runs(instance: dg.DagsterInstance) -> set[str]:
+    """Runs whose records_delta step reported waiting for the pool's slot."""
+    return {
+        record.dagster_run.run_id
+        for record in instance.get_run_records()
+        for event in instance.all_logs(record.dagster_run.run_id)
+        if f"blocked by limit for pool {POOL}" in (event.message or "")
+    }
 
 
 def materialize(harness: Harness, home: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -64,11 +80,25 @@ def test_two_runs_started_together_write_one_after_the_other(
         assert instance.get_run_records() == []
         assert instance.event_log_storage.supports_global_concurrency_limits
         assert instance.schedule_storage is not None
+        instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+        assert instance.event_log_storage.claim_concurrency_slot(POOL, *HOLDER).is_claimed
     harness.seed(ROWS)
 
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     processes = [materialize(harness, home, log) for log in logs]
     try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            while len(blocked_runs(instance)) < len(processes):
+                ended = [
+                    log.read_text()[-3000:]
+                    for p, log in zip(processes, logs, strict=True)
+                    if p.poll() is not None
+                ]
+                assert not ended, f"a run ended while the test held the pool's slot: {ended}"
+                assert time.monotonic() < deadline, "the runs did not both wait for the pool"
+                time.sleep(1)
+            instance.event_log_storage.free_concurrency_slot_for_step(*HOLDER)
         for process, log in zip(processes, logs, strict=True):
             assert process.wait(timeout=RUN_TIMEOUT_S) == 0, log.read_text()[-3000:]
     finally:
@@ -81,7 +111,6 @@ def test_two_runs_started_together_write_one_after_the_other(
         runs = instance.get_run_records()
         assert len(runs) == 2
         spans = []
-        blocked = []
         for record in runs:
             run_id = record.dagster_run.run_id
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
@@ -90,13 +119,9 @@ def test_two_runs_started_together_write_one_after_the_other(
             start = min(e.timestamp for e in steps if e.dagster_event_type == "STEP_START")
             end = max(e.timestamp for e in steps if e.dagster_event_type == "STEP_SUCCESS")
             spans.append((start, end))
-            blocked += [
-                e for e in events if f"blocked by limit for pool {POOL}" in (e.message or "")
-            ]
         event = instance.get_latest_materialization_event(records_delta.key)
     (first, second) = sorted(spans)
     assert first[1] <= second[0], f"the two writers overlapped: {spans}"
-    assert blocked, "no step waited for the pool"
     assert records_delta.op.pool == POOL
     assert event is not None
     assert event.asset_materialization is not None

@@ -9,9 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class Attached(Protocol):
+    """A server found again from its ``--dir`` (its state file)."""
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,25 @@ def lifecycle_parser(
         sub.add_argument("--dir", type=Path, required=True, help=dir_help)
     build = commands.add_parser("build", help="build (or reuse) the binaries; print where")
     return Commands(parser, start, stop, status, build)
+
+
+def state_handlers(
+    attach: Callable[[Path], Attached], build: Callable[[], Path]
+) -> dict[str, Handler]:
+    """The ``stop``, ``status`` and ``build`` handlers of a server found by ``attach(--dir)``."""
+
+    def stop(args: argparse.Namespace) -> int:
+        attach(args.dir).stop(timeout=args.timeout)
+        return 0
+
+    def status(args: argparse.Namespace) -> int:
+        return print_status(attach(args.dir).status())
+
+    def build_(_: argparse.Namespace) -> int:
+        print(build())
+        return 0
+
+    return {"stop": stop, "status": status, "build": build_}
 
 
 def print_status(status: dict[str, Any]) -> int:

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from stacktools.builds import charts as charts_build
 from stacktools.builds import containerd, images, node_images
 from stacktools.builds import ferretdb as ferretdb_build
+from stacktools.builds import helm as helm_build
 from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers import postgresql
@@ -40,6 +42,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         _mongodb_header(),
         _postgresql_header(),
         _controlplane_header(),
+        *_helm_header(),
         _traefik_header(),
         *_images_header(),
         _node_header(),
@@ -108,6 +111,27 @@ def _node_header() -> str:
         f"images {', '.join(i.ref for i in images.values())}; on the node MongoDB is a "
         f"STAND-IN: FerretDB {ferretdb_build.FERRETDB_VERSION} behind mongodb-svc"
     )
+
+
+def _helm_header() -> list[str]:
+    lines = []
+    for major in sorted(helm_build.CLIENTS):
+        try:
+            lines.append(
+                f"helm: {helm_build.binary_version(helm_build.binary(major))} at "
+                f"{helm_build.binary(major)}"
+            )
+        except Exception as exc:  # reported in the header; the fixtures raise it again
+            lines.append(f"helm {major}: unavailable: {exc}")
+    try:
+        found = charts_build.charts()
+    except Exception as exc:  # reported in the header; the fixtures raise it again
+        return [*lines, f"charts: unavailable: {exc}"]
+    folders = sorted({str(item.path.parent) for item in found.values()})
+    lines.append(f"charts: {len(found)} pinned charts in {', '.join(folders)}")
+    if any(item.stand_in for item in found.values()):
+        lines.append(f"charts: NOTE {charts_build.STAND_IN_NOTE}")
+    return lines
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ from stacktools.builds.istiod import (
     binary,
     ensure_binary,
 )
-from stacktools.cli import lifecycle_parser, print_status, run
+from stacktools.cli import lifecycle_parser, run, state_handlers
 from stacktools.net import free_port
 from stacktools.servers.process import ProcessServer, ServerProcess, http_ok, start_process
 
@@ -175,20 +175,6 @@ def _cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_stop(args: argparse.Namespace) -> int:
-    Istiod.attach(args.dir).stop(timeout=args.timeout)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    return print_status(Istiod.attach(args.dir).status())
-
-
-def _cmd_build(_: argparse.Namespace) -> int:
-    print(ensure_binary())
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     commands = lifecycle_parser(
         "python -m stacktools istiod",
@@ -201,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.start.add_argument(
         "--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig"
     )
-    handlers = {"start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status, "build": _cmd_build}
+    handlers = {"start": _cmd_start, **state_handlers(Istiod.attach, ensure_binary)}
     return run(commands, handlers, (IstiodError, BuildError), argv)
 
 

@@ -35,7 +35,7 @@ import yaml
 
 from stacktools.builds.gobuild import BuildError
 from stacktools.builds.traefik import TRAEFIK_VERSION, binary, ensure_binary
-from stacktools.cli import lifecycle_parser, print_status, run
+from stacktools.cli import lifecycle_parser, run, state_handlers
 from stacktools.cluster.kubeapi import KubeApi, KubeApiError
 from stacktools.net import free_loopback_address, free_port
 from stacktools.servers.process import ProcessServer, ServerProcess, http_ok, start_process
@@ -333,20 +333,6 @@ def _ca_pem(kubeconfig: Path) -> str:
     return base64.b64decode(cluster["certificate-authority-data"]).decode()
 
 
-def _cmd_stop(args: argparse.Namespace) -> int:
-    Traefik.attach(args.dir).stop(timeout=args.timeout)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    return print_status(Traefik.attach(args.dir).status())
-
-
-def _cmd_build(_: argparse.Namespace) -> int:
-    print(ensure_binary())
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     commands = lifecycle_parser(
         "python -m stacktools traefik",
@@ -366,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.start.add_argument("--address", help="listen address (default: a free 127.x.y.z)")
     commands.start.add_argument("--class-name", default=CLASS_NAME, help="GatewayClass name")
-    handlers = {"start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status, "build": _cmd_build}
+    handlers = {"start": _cmd_start, **state_handlers(Traefik.attach, ensure_binary)}
     return run(commands, handlers, (TraefikError, BuildError, KubeApiError, OSError), argv)
 
 
