@@ -29,6 +29,7 @@ from stacktools.servers.node import (
     inotify_instances_in_use,
 )
 from stacktools.servers.nodenet import Slot, cgroup_paths
+from stacktools.servers.process import ServerProcess
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
@@ -147,7 +148,8 @@ def test_restricted_pod_runs_and_kubectl_logs_and_exec_reach_it(kube_node: Node)
         timeout=150,
     )
     status = _json(kube_node, "-n", "node-pod", "get", "pod", "ferretdb")["status"]
-    assert status["podIP"].startswith(kube_node.slot.pod_cidr.rsplit(".", 1)[0] + ".")  # type: ignore[union-attr]
+    assert kube_node.slot is not None
+    assert status["podIP"].startswith(kube_node.slot.pod_cidr.rsplit(".", 1)[0] + ".")
     # logs: API server -> kubelet -> containerd's log file
     logs = kube_node.kubectl("-n", "node-pod", "logs", "ferretdb")
     assert "Listening on" in logs or "listening" in logs.lower(), logs
@@ -209,11 +211,12 @@ def test_service_and_cluster_dns_work_inside_the_node(kube_node: Node) -> None:
 def test_metrics_api_reports_the_node_and_pods(kube_node: Node) -> None:
     def usage() -> dict[str, Any] | None:
         try:
-            return json.loads(
+            found: dict[str, Any] = json.loads(
                 kube_node.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/nodes/{NODE_NAME}")
             )
         except Exception:
             return None
+        return found
 
     metrics = _wait(usage, "metrics-server to report the node", timeout=120)
     assert metrics["usage"]["cpu"]
@@ -234,19 +237,71 @@ def test_node_keeps_its_network_and_cgroups_to_itself(kube_node: Node) -> None:
     assert str(kube_node.layout.containerd_root) not in mounts
 
 
+def _stat(pid: int) -> tuple[str, str, int, int] | None:
+    """(command, state, parent PID, start time in clock ticks since boot) of ``pid`` from
+    /proc/<pid>/stat, or None when no such process exists."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    command = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is field 3 of proc(5) (state), fields[1] field 4 (ppid), fields[19] field 22
+    # (starttime).
+    return command, fields[0], int(fields[1]), int(fields[19])
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below ``root`` (the node's containerd, shims, containers...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            children.setdefault(stat[2], []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def test_cli_starts_a_second_node_and_stop_leaves_nothing(cli: Any, tmp_path: Path) -> None:
     """A detached node (own slot, own control plane) beside the session's; `stop` ends every
     process, removes its cgroups and link and frees the slot."""
     started = cli("start", "--dir", str(tmp_path / "n"))
     assert started.returncode == 0, started.stderr
     state = json.loads((tmp_path / "n" / "state.json").read_text())
+    plane = json.loads((tmp_path / "n" / "controlplane" / "state.json").read_text())
     slot = Slot(int(state["slot"]))
     status = cli("status", "--dir", str(tmp_path / "n"))
     assert status.returncode == 0, status.stdout + status.stderr
-    pids = [p["pid"] for p in state["processes"]]
+    # Every process of that node before the stop: the ones its state files name (checked to
+    # run what they were started as), pause (the init of its PID namespace) and everything
+    # below unshare (containerd, its shims, the pods' containers), each identified by PID
+    # *and* start time, so that a PID the kernel reuses after the stop is not taken for it.
+    recorded = [
+        ServerProcess(p["name"], Path(p["executable"]), int(p["pid"]), Path(p["log"]))
+        for p in [*state["processes"], *plane["processes"]]
+    ]
+    assert {p.name for p in recorded} >= {"namespaces", "containerd", "kubelet", "etcd"}
+    assert [p.name for p in recorded if not p.alive()] == []
+    anchor = next(p.pid for p in recorded if p.name == "namespaces")
+    pids = {p.pid for p in recorded} | {int(state["init_pid"])} | _descendants(anchor)
+    before = {pid: stat for pid in pids if (stat := _stat(pid)) is not None}
+    assert int(state["init_pid"]) in before
     stopped = cli("stop", "--dir", str(tmp_path / "n"))
     assert stopped.returncode == 0, stopped.stderr
-    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+    # Still running: the same process (same start time), not a zombie. A zombie has ended;
+    # it stays listed only until its parent reaps it, and the parent of these detached
+    # processes is not ours (the `start` command that spawned them has exited).
+    left = []
+    for pid, (command, _, _, started_at) in before.items():
+        now = _stat(pid)
+        if now is not None and now[3] == started_at and now[1] not in {"Z", "X"}:
+            left.append(f"{pid} {command} (state {now[1]})")
+    assert left == [], f"processes of the stopped node still run: {left}"
     assert not [p for p in cgroup_paths(slot) if p.exists()]
     link = subprocess.run(["ip", "link", "show", slot.host_link], capture_output=True, check=False)
     assert link.returncode != 0
