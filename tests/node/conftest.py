@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import textwrap
 import time
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class Stack:
         )
 
     def converge(self, *extra: str, timeout: float = 2400) -> str:
-        result = self.ansible.run(
+        result: subprocess.CompletedProcess[str] = self.ansible.run(
             "ansible-playbook",
             *INVENTORIES,
             "playbooks/site.yml",

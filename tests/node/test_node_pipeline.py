@@ -219,14 +219,15 @@ def test_export_job_writes_the_delta_table_the_host_reads_back(
     # ... and compares it with MongoDB (FerretDB), read as the pipeline user.
     secret = stack.get("-n", "mongodb", "secret", "mongodb-pipeline-password")
     pod = stack.get("-n", "mongodb", "pod", "mongodb-0")
-    with pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         f"mongodb://{pod['status']['podIP']}:27017/",
         username="pipeline",
         password=base64.b64decode(secret["data"]["password"]).decode(),
         authSource="admin",
         directConnection=True,
         serverSelectionTimeoutMS=10000,
-    ) as client:
+    )
+    with client:
         stored = {d["_id"]: d["score"] for d in client.uploads.records.find({}, {"score": 1})}
     assert len(stored) >= 100
     assert exported == stored
