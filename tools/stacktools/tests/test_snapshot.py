@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from stacktools.cluster.snapshot import Client, ObjectId, compare, load, save, take
@@ -23,13 +22,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.controlplane
 
 CLI_MODULE = "stacktools.cluster.snapshot"
-
-
-@pytest.fixture(scope="module")
-def api(kube_controlplane: ControlPlane) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(kube_controlplane.kubeconfig))
-    yield api_client
-    api_client.close()
 
 
 def crd(group: str) -> dict[str, object]:
@@ -54,13 +46,13 @@ def crd(group: str) -> dict[str, object]:
 
 
 def test_a_snapshot_tells_what_appeared_what_vanished_and_keeps_only_crds(
-    kube_controlplane: ControlPlane, api: client.ApiClient, wait_for: WaitFor
+    kube_controlplane: ControlPlane, kube_api: client.ApiClient, wait_for: WaitFor
 ) -> None:
     reader = Client(kube_controlplane.kubeconfig)
     before = take(reader)
     suffix = uuid.uuid4().hex[:8]
     namespace, role, group = f"snap-{suffix}", f"snap-{suffix}", f"snap{suffix}.example.com"
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core, rbac = client.CoreV1Api(kube_api), client.RbacAuthorizationV1Api(kube_api)
     core.create_namespace({"metadata": {"name": namespace}})
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "left"}})
     core.create_namespaced_event(
@@ -73,8 +65,8 @@ def test_a_snapshot_tells_what_appeared_what_vanished_and_keeps_only_crds(
         },
     )
     rbac.create_cluster_role({"metadata": {"name": role}})
-    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd(group))
-    custom = client.CustomObjectsApi(api)
+    client.ApiextensionsV1Api(kube_api).create_custom_resource_definition(crd(group))
+    custom = client.CustomObjectsApi(kube_api)
 
     def served() -> bool:
         try:
@@ -104,18 +96,18 @@ def test_a_snapshot_tells_what_appeared_what_vanished_and_keeps_only_crds(
     assert f"rbac.authorization.k8s.io/ClusterRole {role}" in gone["vanished"]
     # Leave the shared cluster as it was.
     custom.delete_cluster_custom_object(group, "v1", "widgets", "w")
-    client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
+    client.ApiextensionsV1Api(kube_api).delete_custom_resource_definition(f"widgets.{group}")
     core.delete_namespace(namespace)
 
 
 def test_the_command_line_exits_1_and_names_what_is_left(
-    kube_controlplane: ControlPlane, api: client.ApiClient, cli: Cli, tmp_path: Path
+    kube_controlplane: ControlPlane, kube_api: client.ApiClient, cli: Cli, tmp_path: Path
 ) -> None:
     before, after = tmp_path / "before.json", tmp_path / "after.json"
     kubeconfig = str(kube_controlplane.kubeconfig)
     assert cli("take", "--kubeconfig", kubeconfig, "--out", str(before)).returncode == 0
     name = f"snap-cli-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    client.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name}})
     assert cli("take", "--kubeconfig", kubeconfig, "--out", str(after)).returncode == 0
     result = cli("compare", str(before), str(after))
     assert result.returncode == 1, result.stderr
@@ -128,7 +120,7 @@ def test_the_command_line_exits_1_and_names_what_is_left(
         "kept_crds": [],
         "kept_apiservices": [],
     }
-    client.CoreV1Api(api).delete_namespace(name)
+    client.CoreV1Api(kube_api).delete_namespace(name)
     broken = cli("take", "--kubeconfig", str(tmp_path / "missing"), "--out", str(after))
     assert broken.returncode == 2
     assert broken.stderr.startswith("error: ")

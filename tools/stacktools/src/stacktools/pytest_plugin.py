@@ -21,6 +21,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,14 @@ def ferretdb_pg_server(tmp_path: Path, postgresql_server: PostgreSQL) -> Iterato
 def kube_controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with ControlPlane(tmp_path_factory.mktemp("controlplane")) as plane:
         yield plane
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_controlplane: ControlPlane) -> Iterator[Any]:
+    """A Kubernetes API client of the session's control plane."""
+    # The `kubernetes` client is the tests' dependency, not the harness's: imported on use.
+    from kubernetes import config  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    api_client = config.new_client_from_config(str(kube_controlplane.kubeconfig))
+    yield api_client
+    api_client.close()
