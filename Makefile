@@ -19,7 +19,7 @@ KIND_CONTEXT ?= kind-gateway-api-stack
 # The levels of the proof ladder: one pytest marker and one make target each (make test-<level>).
 LEVELS := lint services schemas controlplane istiod images charts dataplane node
 
-.PHONY: help setup prepare deploy push-images test lint lint-only pytest demo test-insert bench clean \
+.PHONY: help setup prepare deploy push-images teardown destroy test lint lint-only pytest demo test-insert bench clean \
 	collection changelog release \
 	$(addprefix test-,$(LEVELS))
 
@@ -45,6 +45,14 @@ deploy: ## create a kind cluster and deploy the whole stack to it (needs docker,
 	@echo "Grafana password (Secret monitoring/grafana-admin):"
 	@echo "  kubectl --context $(KIND_CONTEXT) -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
 
+teardown: ## remove the stack from the cluster of INVENTORY (CRDs stay; see playbooks/teardown.yml)
+	@bash tools/setup.sh deploy
+	ansible-playbook playbooks/teardown.yml -i $(INVENTORY)
+
+destroy: ## delete the kind cluster of make deploy and the images it built (playbooks/destroy.yml)
+	@bash tools/setup.sh deploy
+	ansible-playbook playbooks/destroy.yml -i $(INVENTORY)
+
 push-images: ## build both images and push them to the inventory's registry (INVENTORY=, REGISTRY=)
 	@bash tools/setup.sh deploy
 	ansible-playbook playbooks/images.yml -i $(INVENTORY) $(if $(REGISTRY),-e stack_image_registry=$(REGISTRY))
@@ -63,7 +71,7 @@ lint-only:
 	ruff format --check .
 	mypy tools/stacktools/src services/apiserver/src services/pipeline/src
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
-		bench/gateway.py
+		bench/gateway.py bench/charts.py
 	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
 	yamllint --strict .
 	ansible-lint
@@ -86,6 +94,7 @@ bench: setup ## benchmarks (print numbers; not tests)
 	python bench/pipeline.py
 	python bench/site.py
 	python bench/gateway.py
+	python bench/charts.py
 
 collection: setup ## build the Galaxy collection into dist/ (gateway_api_stack-showcase-<version>.tar.gz)
 	ansible-galaxy collection build --force --output-path dist .

@@ -1,14 +1,16 @@
 """Benchmark of the main job (`make bench`; prints numbers, asserts nothing).
 
 On one local control plane (the one of `make test`: etcd, kube-apiserver,
-kube-controller-manager v1.36.3, istiod; no node, Helm releases off as in
-inventories/controlplane), side by side in the same run:
+kube-controller-manager v1.36.3, istiod; no node; the five Helm releases installed from the
+pinned local charts as in inventories/controlplane, with the set-up step's Helm 3 on PATH),
+side by side in the same run:
 
 1. `ansible-playbook playbooks/site.yml` on the empty cluster (converge), again (the no-op
    rerun), `--check --diff` on the converged cluster, and `playbooks/teardown.yml`;
 2. `kubectl apply --server-side` of exactly the objects the roles render for the same
    inventory (tests/render/render.yml), a second apply (no-op), `kubectl diff --server-side`
-   (the dry run), and `kubectl delete` of the same objects.
+   (the dry run), and `kubectl delete` of the same objects (the roles' own objects only: the
+   charts' objects are Helm's, which the site.yml side installs and the kubectl side does not).
 
 It prints each pair and the ratio, and the slowest tasks of each playbook run (Ansible's
 `ansible.posix.profile_tasks` callback). The objects differ only in the generated secrets'
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from stacktools.builds import controlplane, istiod
+from stacktools.builds import controlplane, helm, istiod
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.istiod import Istiod
 
@@ -89,7 +91,7 @@ def ansible_env(cluster: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "STACK_CONTROLPLANE_DIR": str(cluster),
         "K8S_AUTH_KUBECONFIG": str(cluster / "kubeconfig"),
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": os.pathsep.join((str(helm.bin_dir(3)), str(VENV_BIN), os.environ.get("PATH", ""))),
     }
 
 
@@ -180,7 +182,7 @@ def apply_until_done(env: dict[str, str], argv: tuple[str, ...], attempts: int =
 
 
 def prepare_cluster(env: dict[str, str]) -> None:
-    """What molecule/controlplane/prepare.yml does: the upstream CRDs, istio-system, istiod."""
+    """What molecule/controlplane/prepare.yml does: the istio role (CRDs, releases), istiod."""
     playbook("molecule/controlplane/prepare.yml", env)
 
 
@@ -199,6 +201,7 @@ def main() -> int:
     args = parser.parse_args()
     controlplane.binaries()
     istiod.binary()
+    helm.binary(3)
     print(f"load average at start: {' '.join(f'{n:.1f}' for n in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:
         cluster = Path(tmp) / "cluster"

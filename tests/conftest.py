@@ -4,6 +4,7 @@ collection installed into a user's project outside the repository."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stacktools.builds import kubernetes_core
 from stacktools.builds.collection import Collection, collection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +140,9 @@ def render_inventories(
 def rendered(
     ansible: Ansible, render_secret: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """inventory name -> folder with <role>/<template>.yaml and <role>/helm/<values>.yaml."""
+    """inventory name -> folder with <role>/<template>.yaml and, per Helm release of the role,
+    <role>/helm/<release>.values.yaml and <role>/helm/<release>.release.json (what the role's
+    Helm task passes besides the values: chart, version, namespace, flags)."""
     root = tmp_path_factory.mktemp("rendered")
     return render_inventories(ansible.start, root, RENDER_SECRET=render_secret)
 
@@ -180,11 +184,13 @@ def rendered_manifests(rendered: dict[str, Path]) -> dict[str, list[Manifest]]:
 
 @pytest.fixture(scope="session")
 def rendered_values(rendered: dict[str, Path]) -> dict[str, dict[str, dict[str, Any]]]:
-    """inventory name -> '<role>/<values file>' -> Helm values."""
+    """inventory name -> '<role>/<release>' -> the values the role's Helm task passes."""
     return {
         inventory: {
-            f"{path.parent.parent.name}/{path.name}": yaml.safe_load(path.read_text())
-            for path in sorted(folder.glob("*/helm/*.yaml"))
+            f"{path.parent.parent.name}/{path.name.removesuffix('.values.yaml')}": yaml.safe_load(
+                path.read_text()
+            )
+            for path in sorted(folder.glob("*/helm/*.values.yaml"))
         }
         for inventory, folder in rendered.items()
     }
@@ -195,7 +201,7 @@ class UserProject:
     """A user's Ansible project outside the repository, with the collection installed from the
     tarball the set-up step built. Its ansible.cfg knows no roles path and no plugin folder of
     the repository: roles, playbooks and lookups resolve from the installed collection only (and
-    kubernetes.core from the Python environment, where `pip install ansible` puts it). No
+    kubernetes.core from the set-up step's 6.6.0, the rest from the Python environment). No
     ANSIBLE_* variable of the caller's environment reaches it."""
 
     root: Path
@@ -255,10 +261,14 @@ def user_project(root: Path, built: Collection, bin_dir: Path) -> UserProject:
     project at ``root``, run by the Ansible in ``bin_dir``."""
     root.mkdir(parents=True)
     collections = root / "collections"
-    # kubernetes.core and the other collections of the pinned `ansible` package.
+    # kubernetes.core 6.6.0 (the set-up step's, from a newer `ansible` package: the collection
+    # depends on >= 6.4.0, which works with Helm 4), then the other collections of the pinned
+    # `ansible` package (whose kubernetes.core 6.2.0 does not meet that dependency).
+    core = kubernetes_core.collections_path()
     bundled = sysconfig.get_paths()["purelib"]
     (root / "ansible.cfg").write_text(
-        f"[defaults]\ncollections_path = {collections}:{bundled}\nretry_files_enabled = false\n"
+        f"[defaults]\ncollections_path = {collections}:{core}:{bundled}\n"
+        "retry_files_enabled = false\n"
     )
     project = UserProject(root, collections, built, bin_dir)
     result = project.run(
@@ -301,3 +311,34 @@ def render_installed(render_secret: str) -> Callable[..., dict[str, Path]]:
         )
 
     return render
+
+
+@dataclass(frozen=True)
+class Release:
+    """One Helm release as the role's Helm task installs it (tests/render/render_role.yml)."""
+
+    role: str
+    name: str
+    namespace: str
+    chart_ref: str
+    chart_repo_url: str
+    chart_version: str
+    values: dict[str, Any]
+    skip_crds: bool
+    skip_schema_validation: bool
+    disable_hook: bool
+
+
+@pytest.fixture(scope="session")
+def rendered_releases(rendered: dict[str, Path]) -> dict[str, dict[str, Release]]:
+    """inventory name -> release name -> what the role's Helm task passes for it."""
+    found: dict[str, dict[str, Release]] = {}
+    for inventory, folder in rendered.items():
+        found[inventory] = {}
+        for path in sorted(folder.glob("*/helm/*.release.json")):
+            spec = json.loads(path.read_text())
+            values = yaml.safe_load(path.with_name(f"{spec['name']}.values.yaml").read_text())
+            found[inventory][spec["name"]] = Release(
+                role=path.parent.parent.name, values=values or {}, **spec
+            )
+    return found

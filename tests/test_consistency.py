@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
 # Services made by Helm charts (not rendered by the roles): <release>-dagster-webserver (dagster
 # chart helpers: release name + nameOverride "dagster-webserver") and <release>-grafana.
-CHART_SERVICES = {("dagster", "dagster-dagster-webserver", 80)}
+CHART_SERVICES = {("dagster", "dagster-dagster-webserver", 3000)}
 CHART_SERVICES |= {("monitoring", "kube-prometheus-stack-grafana", 80)}
 
 
@@ -169,12 +169,12 @@ def test_helm_values_point_at_the_rendered_objects(
 ) -> None:
     manifests, values = rendered_manifests[inventory], rendered_values[inventory]
     names = {(m.kind, m.namespace, m.name) for m in manifests}
-    istiod = values["istio/istiod-values.yaml"]
+    istiod = values["istio/istiod"]
     assert istiod["env"]["PILOT_ENABLE_ALPHA_GATEWAY_API"] == "true"
-    stack = values["monitoring/kube-prometheus-stack-values.yaml"]
+    stack = values["monitoring/kube-prometheus-stack"]
     assert ("Secret", "monitoring", stack["grafana"]["admin"]["existingSecret"]) in names
     assert stack["crds"]["enabled"] is False  # applied by the role, server-side
-    dagster = values["dagster/dagster-values.yaml"]
+    dagster = values["dagster/dagster"]
     assert ("Secret", "dagster", dagster["global"]["postgresqlSecretName"]) in names
     assert dagster["postgresql"]["existingSecret"] == dagster["global"]["postgresqlSecretName"]
     (code,) = dagster["dagster-user-deployments"]["deployments"]
@@ -205,7 +205,7 @@ def test_dagster_instance_lets_one_writer_of_the_table_run_at_a_time(
     ``concurrency: pools: default_limit``; an instance with that setting gives the pipeline's
     pool (pipeline.assets.POOL) the limit 1, at op granularity (steps wait, runs start).
     """
-    values = rendered_values[inventory]["dagster/dagster-values.yaml"]
+    values = rendered_values[inventory]["dagster/dagster"]
     concurrency = values["concurrency"]
     assert concurrency["enabled"] is True
     pools = concurrency["pools"]

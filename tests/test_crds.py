@@ -13,6 +13,7 @@ import pytest
 from stacktools.cluster.crds import (
     ISTIOD_BUNDLE,
     PINNED,
+    PROMETHEUS_OPERATOR_ALL,
     CrdError,
     CrdFile,
     crds_root,
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.schemas
 
 def test_the_crds_folder_holds_exactly_the_pinned_files() -> None:
     root = crds_root()
-    for item in (*PINNED, *ISTIOD_BUNDLE):
+    for item in (*PINNED, *ISTIOD_BUNDLE, *PROMETHEUS_OPERATOR_ALL):
         data = (root / item.path).read_bytes()
         assert git_blob_sha1(data) == item.blob_sha1, item.path
         assert item.url.startswith("https://raw.githubusercontent.com/")

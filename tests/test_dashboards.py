@@ -52,7 +52,7 @@ def test_dashboards_query_what_the_apiserver_exports(
     assert used, "the apiserver dashboard queries no apiserver metric"
     assert used <= exported, f"queried but not exported: {used - exported}"
     assert {b["uid"] for b in boards.values()} == {"gas-apiserver", "gas-gateway"}
-    sidecar = rendered_values["local"]["monitoring/kube-prometheus-stack-values.yaml"]["grafana"]
+    sidecar = rendered_values["local"]["monitoring/kube-prometheus-stack"]["grafana"]
     label = sidecar["sidecar"]["dashboards"]["label"]
     value = sidecar["sidecar"]["dashboards"]["labelValue"]
     for m in manifests:

@@ -127,7 +127,7 @@ def test_roles_deploy_the_tag_kind_builds(
         ]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == f"{prefix}gateway-api-stack/apiserver:{apiserver}", inventory
-        values = rendered_values[inventory]["dagster/dagster-values.yaml"]
+        values = rendered_values[inventory]["dagster/dagster"]
         (code,) = values["dagster-user-deployments"]["deployments"]
         assert code["image"] == {
             "repository": f"{prefix}gateway-api-stack/pipeline",

@@ -9,14 +9,16 @@ runs: the node controller marks them NotReady, a transient condition the check s
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stacktools.builds import helm
 from stacktools.servers.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
@@ -26,16 +28,9 @@ CLASS = "shared-rwx"
 ERROR = re.compile(r"^fatal: .*?\n(?=\S|\Z)", re.MULTILINE | re.DOTALL)
 
 
-@pytest.fixture(scope="module")
-def api(kube_controlplane: ControlPlane) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(kube_controlplane.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
 @pytest.fixture
-def nodes(api: client.ApiClient) -> Iterator[client.CoreV1Api]:
-    core = client.CoreV1Api(api)
+def nodes(kube_api: client.ApiClient) -> Iterator[client.CoreV1Api]:
+    core = client.CoreV1Api(kube_api)
     for name in NODES:
         core.create_node({"metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}}})
     yield core
@@ -46,7 +41,7 @@ def nodes(api: client.ApiClient) -> Iterator[client.CoreV1Api]:
             if exc.status != 404:
                 raise
     for delete in (
-        lambda: client.StorageV1Api(api).delete_storage_class(CLASS),
+        lambda: client.StorageV1Api(kube_api).delete_storage_class(CLASS),
         lambda: core.delete_namespace("dagster"),
     ):
         try:
@@ -73,7 +68,11 @@ def site_check(
         for name, value in extra.items():
             args += ["-e", f"{name}={value}"]
         started[label] = ansible.start(
-            "ansible-playbook", args, STACK_CONTROLPLANE_DIR=str(plane.directory)
+            "ansible-playbook",
+            args,
+            STACK_CONTROLPLANE_DIR=str(plane.directory),
+            # The inventory installs Helm releases: the preflight wants the set-up step's Helm 3.
+            PATH=f"{helm.bin_dir(3)}{os.pathsep}{ansible.bin_dir}{os.pathsep}{os.environ['PATH']}",
         )
     done = {}
     for label, process in started.items():

@@ -5,13 +5,17 @@ a message saying what is missing."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from stacktools.builds import helm
 
 pytestmark = pytest.mark.lint
 
@@ -22,6 +26,7 @@ PLAYBOOKS = (
     "playbooks/site.yml",
     "playbooks/teardown.yml",
     "playbooks/kind.yml",
+    "playbooks/destroy.yml",
     "playbooks/images.yml",
 )
 SCENARIOS = sorted(path.parent.name for path in (REPO / "molecule").glob("*/molecule.yml"))
@@ -114,6 +119,9 @@ BAD_VARIABLES = {
     "apiserver_hpa_min_replicas": {"apiserver_hpa_min_replicas": -1},
     "mongodb_members": {"mongodb_members": 0},
     "dagster_schedule_cron": {"dagster_schedule_cron": "hourly"},
+    # a port UID 10001 without capabilities cannot bind on containerd 1.7 or CRI-O
+    "dagster_webserver_port": {"dagster_webserver_port": 80},
+    "dagster_chart_ref": {"dagster_chart_ref": "/nonexistent/dagster-1.13.27.tgz"},
     "HTTPRoute 'grafana'": {
         "gateway_listeners": [{"name": "apiserver", "protocol": "HTTP", "port": 8010}],
         "gateway_tcp_routes": [],
@@ -138,11 +146,18 @@ def test_bad_variables_are_refused_naming_the_variable(ansible: Any) -> None:
     assert good.returncode == 0, good.stdout[-3000:]
 
 
+def with_helm(ansible: Any) -> str:
+    """PATH with the set-up step's Helm 3 first: the preflight checks the tools (helm for the
+    enabled releases) before the cluster."""
+    return os.pathsep.join((str(helm.bin_dir(3)), str(ansible.bin_dir), os.environ["PATH"]))
+
+
 def test_site_stops_early_naming_a_missing_kubeconfig(ansible: Any, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-kubeconfig"
     result = ansible.run(
         "ansible-playbook", "-i", "inventories/local", "playbooks/site.yml",
         "-e", f"stack_kubeconfig={missing}",
+        PATH=with_helm(ansible),
     )  # fmt: skip
     assert result.returncode != 0
     assert f"stack_kubeconfig points to {missing}, which does not exist" in result.stdout
@@ -165,6 +180,7 @@ def test_site_stops_early_when_the_api_is_unreachable(ansible: Any, tmp_path: Pa
     result = ansible.run(
         "ansible-playbook", "-i", "inventories/local", "playbooks/site.yml",
         "-e", f"stack_kubeconfig={kubeconfig}", "-e", "stack_kube_context=nowhere",
+        PATH=with_helm(ansible),
     )  # fmt: skip
     assert result.returncode != 0
     assert f"Cannot reach the Kubernetes API with kubeconfig {kubeconfig}" in result.stdout
@@ -196,3 +212,46 @@ def test_kind_playbook_names_every_missing_tool(ansible: Any, tmp_path: Path) ->
     for tool in ("a running Docker engine", "kind (https://kind.sigs.k8s.io", "kubectl", "helm 3"):
         assert tool in error
     assert "changed=0" in result.stdout
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_make_teardown_runs_the_teardown_for_the_inventory(ansible: Any, tmp_path: Path) -> None:
+    cluster = tmp_path / "no-cluster"
+    env = ansible.env(
+        INVENTORY="inventories/controlplane",
+        STACK_CONTROLPLANE_DIR=str(cluster),
+        PATH=f"{helm.binary(3).parent}:{ansible.env()['PATH']}",
+    )
+    result = make("teardown", env)
+    output = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert "ansible-playbook playbooks/teardown.yml -i inventories/controlplane" in output
+    assert f"stack_kubeconfig points to {cluster}/kubeconfig, which does not exist" in output
+    assert "changed=0" in output
+
+
+def test_make_destroy_names_every_missing_tool(ansible: Any, tmp_path: Path) -> None:
+    # Everything but docker, kind, kubectl and helm (make setup may still want Go).
+    go = shutil.which("go")
+    extra = f"{Path(go).parent}:" if go else ""
+    tools = path_without_deploy_tools(tmp_path / "bin")
+    env = ansible.env(PATH=f"{ansible.bin_dir}:{extra}{tools}")
+    result = make("destroy", env)
+    output = " ".join(result.stdout.split())
+    assert result.returncode != 0, result.stderr
+    assert "ansible-playbook playbooks/destroy.yml -i inventories/local" in output
+    assert "Cannot delete the kind cluster and images on this machine; missing:" in output
+    assert "a running Docker engine" in output
+    assert "kind (https://kind.sigs.k8s.io" in output
+    assert "changed=0" in output

@@ -61,7 +61,7 @@ def test_push_images_pushes_what_the_roles_deploy(ansible: Any, tmp_path: Path) 
         container["image"]
         == f"{registry_name}/gateway-api-stack/apiserver:{built['apiserver'].tag}"
     )
-    values = rendered.values("dagster", "dagster-values.yaml")
+    values = rendered.values("dagster", "dagster.values.yaml")
     (code,) = values["dagster-user-deployments"]["deployments"]
     assert code["image"]["repository"] == f"{registry_name}/gateway-api-stack/pipeline"
     assert code["image"]["tag"] == built["pipeline"].tag

@@ -77,7 +77,7 @@ def test_one_registry_variable_reaches_both_images(
         ]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.startswith(f"{registry}/gateway-api-stack/apiserver:"), image
-        values = rendered_values[inventory]["dagster/dagster-values.yaml"]
+        values = rendered_values[inventory]["dagster/dagster"]
         (code,) = values["dagster-user-deployments"]["deployments"]
         assert code["image"]["repository"] == f"{registry}/gateway-api-stack/pipeline"
 

@@ -8,6 +8,11 @@ and the collections bundled in the pinned ``ansible`` package are checked instea
 passed, a stamp in .venv (named by the hash of the requirements file) skips both next time.
 Plain Python, so the set-up needs neither ``sha256sum`` nor ``timeout`` (stock macOS has
 neither).
+
+A collection installed from Galaxy must meet the requirements file. The copy bundled in the
+``ansible`` package (Galaxy unreachable) must meet ``BUNDLED_MINIMUM`` instead, what the
+playbooks cannot do without, and what it cannot do is said (the playbooks' preflight fails
+naming both versions when it matters).
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ from pathlib import Path
 import yaml
 from ansible.galaxy.dependency_resolution.versioning import meets_requirements
 
+# The oldest bundled copy the playbooks work with, and what only the requirement's version adds.
+# playbooks/tasks/preflight.yml states the same minimums (tests/test_pins.py checks they agree).
+BUNDLED_MINIMUM = {"kubernetes.core": "6.2.0"}
+BUNDLED_LIMITS = {
+    "kubernetes.core": (
+        "works with Helm 3 (>= 3.16) only; Helm 4 needs kubernetes.core >= 6.4.0 from Galaxy"
+    ),
+}
 GALAXY_TIMEOUT_SECONDS = 60
 INSTALL_DIR = Path("collections/installed")  # ansible.cfg: collections_path
 
@@ -30,18 +43,24 @@ def galaxy() -> str:
     return str(Path(sys.executable).with_name("ansible-galaxy"))
 
 
-def installed_versions() -> dict[str, str]:
+def installed_versions() -> dict[str, tuple[str, str]]:
+    """name -> (version, collections path) of the copy Ansible loads."""
     out = subprocess.run(
         [galaxy(), "collection", "list", "--format=json"],
         check=True,
         capture_output=True,
         text=True,
     )
-    found: dict[str, str] = {}
-    for collections in json.loads(out.stdout).values():
+    found: dict[str, tuple[str, str]] = {}
+    for path, collections in json.loads(out.stdout).items():
         for name, info in collections.items():
-            found.setdefault(name, info["version"])  # first path wins, as in Ansible
+            found.setdefault(name, (info["version"], path))  # first path wins, as in Ansible
     return found
+
+
+def bundled(path: str) -> bool:
+    """Whether a collections path is the one inside the installed ``ansible`` package."""
+    return "site-packages" in Path(path).parts
 
 
 def last_line(text: str) -> str:
@@ -84,13 +103,22 @@ def check(requirements: Path) -> int:
     errors = []
     for item in wanted:
         name, spec = item["name"], item.get("version", "*")
-        version = found.get(name)
+        version, path = found.get(name, (None, ""))
         if version is None:
             errors.append(f"{name} ({spec}) is not installed")
-        elif not meets_requirements(version, spec):
-            errors.append(f"{name} {version} is installed but {requirements} asks for {spec}")
-        else:
+        elif meets_requirements(version, spec):
             print(f"setup: collection {name} {version} satisfies {spec}")
+        elif bundled(path) and name in BUNDLED_MINIMUM:
+            minimum = f">={BUNDLED_MINIMUM[name]}"
+            if not meets_requirements(version, minimum):
+                errors.append(f"{name} {version} (bundled with ansible) is older than {minimum}")
+                continue
+            print(
+                f"setup: collection {name} {version} (bundled with ansible, Galaxy unreachable) "
+                f"satisfies {minimum} but not {spec}: it {BUNDLED_LIMITS[name]}"
+            )
+        else:
+            errors.append(f"{name} {version} is installed but {requirements} asks for {spec}")
     for error in errors:
         print(f"setup: {error}", file=sys.stderr)
     return 1 if errors else 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from kubernetes import client, config, dynamic
+from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
@@ -32,17 +32,10 @@ pytestmark = pytest.mark.controlplane
 GATEWAY_API = "gateway.networking.k8s.io"
 
 
-@pytest.fixture(scope="module")
-def api(kube_controlplane: ControlPlane) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(kube_controlplane.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
 @pytest.fixture
-def namespace(api: client.ApiClient) -> Iterator[str]:
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube_api)
     core.create_namespace({"metadata": {"name": name}})
     yield name
     try:
@@ -62,7 +55,7 @@ def namespace_gone(core: client.CoreV1Api, name: str) -> bool:
     return False
 
 
-def test_versions_are_pinned_consistently(api: client.ApiClient) -> None:
+def test_versions_are_pinned_consistently(kube_api: client.ApiClient) -> None:
     go_mod = (module_dir() / "go.mod").read_text()
     assert re.search(rf"^\s*k8s\.io/kubernetes {re.escape(KUBERNETES_VERSION)}\b", go_mod, re.M)
     assert re.search(rf"^require go\.etcd\.io/etcd/server/v3 {ETCD_VERSION}$", go_mod, re.M)
@@ -70,14 +63,14 @@ def test_versions_are_pinned_consistently(api: client.ApiClient) -> None:
     replaced = re.findall(r"^\s*(k8s\.io/\S+) => (k8s\.io/\S+) (\S+)$", go_mod, re.M)
     assert len(replaced) >= 30
     assert all(left == right and version == staging for left, right, version in replaced)
-    assert client.VersionApi(api).get_code().git_version == KUBERNETES_VERSION
+    assert client.VersionApi(kube_api).get_code().git_version == KUBERNETES_VERSION
 
 
 def test_controllers_create_replicaset_and_pods_and_collect_garbage(
-    api: client.ApiClient, namespace: str, wait_for: WaitFor
+    kube_api: client.ApiClient, namespace: str, wait_for: WaitFor
 ) -> None:
-    apps = client.AppsV1Api(api)
-    core = client.CoreV1Api(api)
+    apps = client.AppsV1Api(kube_api)
+    core = client.CoreV1Api(kube_api)
     labels = {"app": "web"}
     deployment = apps.create_namespaced_deployment(
         namespace,
@@ -125,9 +118,9 @@ def test_controllers_create_replicaset_and_pods_and_collect_garbage(
 
 
 def test_deleted_namespace_finalizes_and_goes_away(
-    api: client.ApiClient, wait_for: WaitFor
+    kube_api: client.ApiClient, wait_for: WaitFor
 ) -> None:
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(kube_api)
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     core.create_namespaced_config_map(name, {"metadata": {"name": "c"}, "data": {"k": "v"}})
@@ -222,16 +215,16 @@ CEL_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CEL_CASES))
 def test_gateway_api_cel_rules_are_enforced(
-    api: client.ApiClient, namespace: str, case: str, install_crds: InstallCrds
+    kube_api: client.ApiClient, namespace: str, case: str, install_crds: InstallCrds
 ) -> None:
     experimental = crds_root() / "gateway-api-v1.5.1" / "experimental"
-    docs = install_crds(api, sorted(experimental.glob("*.yaml")))
+    docs = install_crds(kube_api, sorted(experimental.glob("*.yaml")))
     httproute_crd = next(d for d in docs if d["metadata"]["name"] == f"httproutes.{GATEWAY_API}")
     invalid, valid, message = CEL_CASES[case]
     # The message is one of the pinned CRD's CEL rules, not an OpenAPI schema check.
     assert message in _validation_messages(httproute_crd)
 
-    objects = client.CustomObjectsApi(api)
+    objects = client.CustomObjectsApi(kube_api)
     with pytest.raises(ApiException) as excinfo:
         objects.create_namespaced_custom_object(
             GATEWAY_API, "v1", namespace, "httproutes", _httproute(invalid)
@@ -246,7 +239,7 @@ def test_gateway_api_cel_rules_are_enforced(
 
 
 def test_custom_resource_before_its_crd_fails_clearly(
-    api: client.ApiClient, namespace: str, install_crds: InstallCrds
+    kube_api: client.ApiClient, namespace: str, install_crds: InstallCrds
 ) -> None:
     crd_file = crds_root() / "mongodb" / "mongodbcommunity.mongodb.com_mongodbcommunity.yaml"
     manifest = {
@@ -263,25 +256,25 @@ def test_custom_resource_before_its_crd_fails_clearly(
     }
     # kubernetes.core.k8s resolves kinds through the dynamic client's discovery, as here.
     with pytest.raises(ResourceNotFoundError, match=r"No matches found for .*MongoDBCommunity"):
-        dynamic.DynamicClient(api).resources.get(
+        dynamic.DynamicClient(kube_api).resources.get(
             api_version=manifest["apiVersion"], kind=manifest["kind"]
         )
-    objects = client.CustomObjectsApi(api)
+    objects = client.CustomObjectsApi(kube_api)
     with pytest.raises(ApiException) as excinfo:
         objects.create_namespaced_custom_object(
             "mongodbcommunity.mongodb.com", "v1", namespace, "mongodbcommunity", manifest
         )
     assert excinfo.value.status == 404
 
-    install_crds(api, [crd_file])
+    install_crds(kube_api, [crd_file])
     try:
-        resource = dynamic.DynamicClient(api).resources.get(
+        resource = dynamic.DynamicClient(kube_api).resources.get(
             api_version=manifest["apiVersion"], kind=manifest["kind"]
         )
         created = resource.create(body=manifest, namespace=namespace)
         assert created.metadata.name == "mongodb"
     finally:
-        client.ApiextensionsV1Api(api).delete_custom_resource_definition(
+        client.ApiextensionsV1Api(kube_api).delete_custom_resource_definition(
             "mongodbcommunity.mongodbcommunity.mongodb.com"
         )
 

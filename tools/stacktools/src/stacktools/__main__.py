@@ -2,7 +2,9 @@
 
 Commands: ``prepare`` (build everything the tests use), ``controlplane``, ``istiod`` and
 ``traefik`` (start/stop/status/build one server; see each command's ``--help``), ``engine`` (the
-Docker engine), ``images`` (build the service images) and ``release`` (make release).
+Docker engine), ``images`` (build the service images), ``helm`` (where the Helm clients are),
+``snapshot`` (every object of a cluster, to prove what a teardown leaves behind) and ``release``
+(make release).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ COMMANDS = {
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
     "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
+    "helm": ("stacktools.builds.helm", "where the Helm 3 / Helm 4 clients are (path, version)"),
+    "snapshot": ("stacktools.cluster.snapshot", "record a cluster's objects; compare two records"),
     "engine": ("stacktools.servers.dockerd", "the Docker engine of the images level"),
     "images": ("stacktools.builds.images", "build the service images (kind.yml, images.yml)"),
     "release": ("stacktools.release", "the collection tarball and both images, version-tagged"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -49,3 +50,22 @@ def crds_dir() -> Path:
         )
         raise FileNotFoundError(msg)
     return path
+
+
+def origin_shared_dir(name: str) -> Path | None:
+    """``shared/<name>`` beside the repository this clone was made from, when its ``origin`` is
+    a folder on this machine (``git clone /work/main /tmp/ci``): the offline copies the clone's
+    own ``../shared`` would hold. Callers verify what they take from it."""
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(repo_root()), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError, RuntimeError):
+        return None
+    path = Path(origin)
+    folder = path.resolve().parent / "shared" / name if path.is_absolute() else None
+    return folder if folder is not None and folder.is_dir() else None

@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from stacktools.builds import (
     actionlint,
     ansible_matrix,
+    charts,
     collection,
     controlplane,
     ferretdb,
+    helm,
     images,
     istiod,
     kind,
+    kubernetes_core,
     registry,
     traefik,
 )
@@ -38,6 +41,18 @@ class Step:
     ensure: Callable[[], object]
 
 
+def _helm() -> str:
+    return ", ".join(f"{helm.binary_version(path)} at {path}" for path in helm.ensure_binaries())
+
+
+def _charts() -> str:
+    found = charts.ensure_charts()
+    stand_ins = [item.describe() for item in found.values() if item.stand_in]
+    where = {str(item.path.parent) for item in found.values()}
+    note = f"; {charts.STAND_IN_NOTE}: {stand_ins}" if stand_ins else ""
+    return f"{len(found)} charts in {', '.join(sorted(where))}{note}"
+
+
 STEPS: tuple[Step, ...] = (
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step(
@@ -48,6 +63,13 @@ STEPS: tuple[Step, ...] = (
         "kind",
         "L0 deploy checks (kind version, node image pin)",
         lambda: ", ".join(str(path) for path in kind.ensure_binaries()),
+    ),
+    Step("helm", "L2 charts (Helm 3 and 4), L3 Helm releases", _helm),
+    Step("charts", "L2 charts, L3 Helm releases", _charts),
+    Step(
+        "kubernetes.core",
+        "L4.5 charts: Helm 4 installs (kubernetes.core 6.6.0 from ansible 14.5.0 on PyPI)",
+        kubernetes_core.ensure_collection,
     ),
     Step("traefik", "L4.5 dataplane", traefik.ensure_binary),
     Step("engine", "L4.5 images: the Docker engine", dockerd.ensure_engine),

@@ -18,10 +18,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from stacktools.builds import charts as charts_build
 from stacktools.builds import ferretdb as ferretdb_build
+from stacktools.builds import helm as helm_build
 from stacktools.builds import images
 from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
@@ -36,6 +39,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         _mongodb_header(),
         _postgresql_header(),
         _controlplane_header(),
+        *_helm_header(),
         _traefik_header(),
         *_images_header(),
     ]
@@ -92,6 +96,27 @@ def _controlplane_header() -> str:
     return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
 
 
+def _helm_header() -> list[str]:
+    lines = []
+    for major in sorted(helm_build.CLIENTS):
+        try:
+            lines.append(
+                f"helm: {helm_build.binary_version(helm_build.binary(major))} at "
+                f"{helm_build.binary(major)}"
+            )
+        except Exception as exc:  # reported in the header; the fixtures raise it again
+            lines.append(f"helm {major}: unavailable: {exc}")
+    try:
+        found = charts_build.charts()
+    except Exception as exc:  # reported in the header; the fixtures raise it again
+        return [*lines, f"charts: unavailable: {exc}"]
+    folders = sorted({str(item.path.parent) for item in found.values()})
+    lines.append(f"charts: {len(found)} pinned charts in {', '.join(folders)}")
+    if any(item.stand_in for item in found.values()):
+        lines.append(f"charts: NOTE {charts_build.STAND_IN_NOTE}")
+    return lines
+
+
 @pytest.fixture(scope="session")
 def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = os.environ.get("MONGODB_URI")
@@ -134,3 +159,14 @@ def ferretdb_pg_server(tmp_path: Path, postgresql_server: PostgreSQL) -> Iterato
 def kube_controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     with ControlPlane(tmp_path_factory.mktemp("controlplane")) as plane:
         yield plane
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_controlplane: ControlPlane) -> Iterator[Any]:
+    """A Kubernetes API client of the session's control plane."""
+    # The `kubernetes` client is the tests' dependency, not the harness's: imported on use.
+    from kubernetes import config  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    api_client = config.new_client_from_config(str(kube_controlplane.kubeconfig))
+    yield api_client
+    api_client.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 
 from stacktools.builds.gobuild import file_lock
-from stacktools.paths import cache_dir, crds_dir, repo_root
+from stacktools.paths import cache_dir, crds_dir, origin_shared_dir
 
 GATEWAY_API_VERSION = "v1.5.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
@@ -129,6 +128,37 @@ PINNED: tuple[CrdFile, ...] = (
 )
 
 
+# All ten prometheus-operator CRDs of v0.93.1, the appVersion of kube-prometheus-stack 88.5.3: the
+# chart's objects (Prometheus, Alertmanager, monitors, rules) are validated against them and the
+# control-plane scenario's monitoring role applies them. Byte-identical to the `crds` subchart of
+# that chart's tag (the files shared/crds/prometheus-operator-v0.93.1 was copied from).
+KUBE_PROMETHEUS_STACK_VERSION = "88.5.3"
+_KPS_CRDS = (
+    f"{_RAW}/prometheus-community/helm-charts/kube-prometheus-stack-{KUBE_PROMETHEUS_STACK_VERSION}"
+    "/charts/kube-prometheus-stack/charts/crds/crds"
+)
+PROMETHEUS_OPERATOR_CHART_VERSION = "v0.93.1"
+PROMETHEUS_OPERATOR_ALL: tuple[CrdFile, ...] = tuple(
+    CrdFile(
+        f"prometheus-operator-{PROMETHEUS_OPERATOR_CHART_VERSION}/{name}",
+        f"{_KPS_CRDS}/{name}",
+        sha1,
+    )
+    for name, sha1 in (
+        ("crd-alertmanagerconfigs.yaml", "c2d707abc55b968ea41fed7d52b1a01404d7af84"),
+        ("crd-alertmanagers.yaml", "a89d32d2e856631848a22311b20b732676cf160e"),
+        ("crd-podmonitors.yaml", "8f666377536e800ed9f2388a738ccecd2ba1df57"),
+        ("crd-probes.yaml", "f6baf158efc7a9480ddd88a3b4aaf03a3d091bd3"),
+        ("crd-prometheusagents.yaml", "ed3aad853c647ce0ca2c85f17be510a6c5e07771"),
+        ("crd-prometheuses.yaml", "5f6d7ae5b7c5199e92d3ff8b8505c18205eadf4d"),
+        ("crd-prometheusrules.yaml", "51df89caf29d114aff4a16601394fee366c325b3"),
+        ("crd-scrapeconfigs.yaml", "03579a2bb2801354df41ce6dec21c6b14afd374a"),
+        ("crd-servicemonitors.yaml", "97cc8d9b4cb2642928aa26065d02f5859c202d33"),
+        ("crd-thanosrulers.yaml", "2953a01da32dce1400d0d9e271c2518be4a51291"),
+    )
+)
+
+
 # The bundle the istiod of the tests needs (it watches TCPRoute v1 only; see builds.istiod),
 # in `gateway-api/` as in shared/crds; read by the istiod tests alone.
 ISTIOD_GATEWAY_API_VERSION = "v1.6.1"
@@ -167,6 +197,19 @@ ISTIOD_BUNDLE: tuple[CrdFile, ...] = tuple(
 )
 
 
+class CrdLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading a plain ``=`` as the string "=", as YAML 1.2 parsers (the
+    API server, Helm) do: the AlertmanagerConfig CRD lists it among its enum values, and YAML 1.1
+    (PyYAML) resolves it to a "value" tag that the safe loader refuses."""
+
+
+def _plain_string(loader: CrdLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+CrdLoader.add_constructor("tag:yaml.org,2002:value", _plain_string)
+
+
 class CrdError(RuntimeError):
     """The CRDs cannot be found, downloaded or used; the message says which and why."""
 
@@ -179,19 +222,8 @@ def git_blob_sha1(data: bytes) -> str:
 def local_mirrors() -> list[Path]:
     """``shared/crds`` beside the repository this clone was made from, when its ``origin`` is
     a folder on this machine (``git clone /work/main /tmp/ci``): files are still verified."""
-    try:
-        origin = subprocess.run(
-            ["git", "-C", str(repo_root()), "remote", "get-url", "origin"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError, RuntimeError):
-        return []
-    path = Path(origin)
-    mirror = path.resolve().parent / "shared" / "crds" if path.is_absolute() else None
-    return [mirror] if mirror is not None and mirror.is_dir() else []
+    mirror = origin_shared_dir("crds")
+    return [mirror] if mirror is not None else []
 
 
 def download(
@@ -251,7 +283,8 @@ def crds_root() -> Path:
     except FileNotFoundError:
         if os.environ.get("CRDS_DIR"):
             raise
-    return download(cache_dir() / "crds", (*PINNED, *ISTIOD_BUNDLE), mirrors=local_mirrors())
+    files = (*PINNED, *ISTIOD_BUNDLE, *PROMETHEUS_OPERATOR_ALL)
+    return download(cache_dir() / "crds", files, mirrors=local_mirrors())
 
 
 def load_crds(
@@ -263,7 +296,7 @@ def load_crds(
         path = root / item.path
         if not path.is_file():
             raise CrdError(f"{path} is missing; the CRDs folder must be laid out like shared/crds")
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=CrdLoader):
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 names = doc["spec"]["names"]
                 index[(doc["spec"]["group"], names["kind"])] = doc
