@@ -12,6 +12,7 @@ from apiserver import __version__
 from apiserver.access import AccessLog
 from apiserver.errors import install_handlers
 from apiserver.guards import ApiKeyGuard, BodySizeLimit, JsonContentTypeGuard
+from apiserver.heap import settle
 from apiserver.logs import configure_logging
 from apiserver.observe import ObserveMiddleware
 from apiserver.paths import StripTrailingSlash
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "collection": settings.mongodb_collection,
             },
         )
+        settle()  # after start-up: see apiserver.heap
         try:
             yield
         finally:
