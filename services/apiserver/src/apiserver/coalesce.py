@@ -4,10 +4,10 @@ uvicorn writes a response's status line and headers when the app sends
 ``http.response.start`` and the body when it sends ``http.response.body``: two ``send``
 system calls and two TCP segments for every small JSON answer. On loopback and in a pod
 alike, a send runs the receiving side's TCP work in the sender's time; py-spy put about a
-third of the service's CPU per upsert in these writes. Here the writes made during one turn
-of the event loop are joined and sent at its end (``call_soon``), so head and body leave
-together; nothing waits longer than the current turn, the order of bytes is unchanged, and
-closing the connection first sends what is pending.
+third of the service's CPU per upsert in socket writes, two in three of them these. Here the
+writes made during one turn of the event loop are joined and sent at its end (``call_soon``),
+so head and body leave together; nothing waits longer than the current turn, the order of
+bytes is unchanged, and closing the connection first sends what is pending.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Measured with py-spy on the upsert path (bench/apiserver.py's load, PostgreSQL b
 concurrency 64): CPython's cyclic collector took about a sixth of the service's CPU. Every
 700 container allocations it walks the young objects (a request allocates hundreds, and 64
 requests in flight keep theirs alive), and each older collection walks everything that ever
-survived, including the ~100,000 objects of the imported modules, FastAPI's routes and the
+survived, including the ~60,000 objects of the imported modules, FastAPI's routes and the
 OpenAPI models, which live as long as the process.
 
 So, once the app has started: the start-up heap is moved out of the collector's sight
