@@ -20,7 +20,7 @@ from ansible.plugins.lookup import LookupBase
 DOCUMENTATION = r"""
 name: stack_collection_version
 author: gateway-api-stack contributors
-version_added: 0.1.0
+version_added: 0.2.0
 short_description: version of an installed Ansible collection, as this Ansible loads it
 description:
   - Finds the collection the way Ansible resolves it (the first match on the collections path)

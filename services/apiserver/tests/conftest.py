@@ -103,6 +103,7 @@ class Process:
     base_url: str
     log_path: Path
     collection: str
+    pid: int
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -135,7 +136,7 @@ def uvicorn_process(
             wait_for_port(port, timeout=30)
         except TimeoutError:
             pytest.fail(f"apiserver did not listen on {port}:\n{log_path.read_text()[-2000:]}")
-        yield Process(f"http://127.0.0.1:{port}", log_path, collection)
+        yield Process(f"http://127.0.0.1:{port}", log_path, collection, process.pid)
     finally:
         process.terminate()
         try:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.images
 INVENTORY = "local"  # what `make deploy` deploys
 SERVICE = "pipeline"
 ROLE = "dagster"
-VALUES = "dagster-values.yaml"
+VALUES = "dagster.values.yaml"  # <release>.values.yaml: what the role passes
 RECORDS = 2_000
 DATABASE = "uploads"  # PIPELINE_MONGODB_DATABASE of the rendered values (checked below)
 

@@ -7,6 +7,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from apiserver.coalesce import JoinedWritesProtocol
 from apiserver.logs import configure_logging
 from apiserver.settings import Settings, describe_error
 
@@ -21,6 +22,7 @@ def main() -> int:
     uvicorn.run(
         "apiserver.app:app_from_env",
         factory=True,
+        http=JoinedWritesProtocol,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

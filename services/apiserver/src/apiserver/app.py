@@ -10,8 +10,11 @@ from fastapi import FastAPI
 
 from apiserver import __version__
 from apiserver.access import AccessLog
+from apiserver.direct import DirectRoutes
 from apiserver.errors import install_handlers
 from apiserver.guards import ApiKeyGuard, BodySizeLimit, JsonContentTypeGuard
+from apiserver.heap import settle
+from apiserver.lean import LeanRoute
 from apiserver.logs import configure_logging
 from apiserver.observe import ObserveMiddleware
 from apiserver.paths import StripTrailingSlash
@@ -46,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "collection": settings.mongodb_collection,
             },
         )
+        settle()  # after start-up: see apiserver.heap
         try:
             yield
         finally:
@@ -72,7 +76,12 @@ def create_app(settings: Settings) -> FastAPI:
     add_routes(app)
     # add_middleware wraps: the last added runs first. All are plain ASGI callables. Order on
     # a request: trailing slash off -> observe (metrics, access log) -> API key (401) ->
-    # content type (415) -> size (413).
+    # content type (415) -> size (413) -> the record routes (apiserver.direct) or the app.
+    app.add_middleware(
+        DirectRoutes,
+        routes=[route for route in app.router.routes if isinstance(route, LeanRoute)],
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(BodySizeLimit)
     app.add_middleware(JsonContentTypeGuard)
     app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value())

@@ -55,6 +55,12 @@ DATAPLANE_VARS: dict[str, Any] = {
     "gateway_wait_skip_routes": [],
     # No istiod runs at this level, so nobody accepts GatewayClass `istio`.
     "istio_wait_gatewayclass_accepted": False,
+    # The inventory's Helm releases are L3's and the charts level's concern; here the backends
+    # (Grafana and Dagster included) are this module's processes behind Services of its own.
+    "istio_helm_enabled": False,
+    "mongodb_operator_enabled": False,
+    "monitoring_helm_enabled": False,
+    "dagster_helm_enabled": False,
 }
 PLAYBOOK_ARGS = ["--inventory", "inventories/controlplane"]
 # Each backend's port inside the backend network namespace (its own address, so fixed ports).
@@ -82,9 +88,10 @@ BACKENDS = (
     Backend("dagster", "dagster-dagster-webserver", "dagster"),
     Backend("monitoring", "kube-prometheus-stack-grafana", "grafana"),
 )
-# The Services that the Helm charts create on kind (off here): name -> (namespace, port, name).
+# The Services that the Helm charts create on kind (their releases are off here):
+# name -> (namespace, port, port name).
 CHART_SERVICES = {
-    "dagster-dagster-webserver": ("dagster", 80, "http"),
+    "dagster-dagster-webserver": ("dagster", 3000, "http"),  # dagster_webserver_port
     "kube-prometheus-stack-grafana": ("monitoring", 80, "http-web"),
 }
 
