@@ -73,6 +73,7 @@ lint-only:
 	MYPYPATH=services/pipeline/tests mypy services/pipeline/tests tools/demo.py bench/pipeline.py bench/site.py \
 		bench/gateway.py bench/charts.py
 	MYPYPATH=bench mypy bench/apiserver.py bench/measure.py bench/bare_fastapi.py
+	mypy tests/node tools/stacktools/tests/test_node.py
 	yamllint --strict .
 	ansible-lint
 

@@ -17,6 +17,7 @@ COMMANDS = {
     "prepare": ("stacktools.prepare", "build (or reuse) everything the tests use"),
     "controlplane": ("stacktools.servers.controlplane", "the local Kubernetes control plane"),
     "istiod": ("stacktools.servers.istiod", "istiod against a kubeconfig"),
+    "node": ("stacktools.servers.node", "a node (kubelet, containerd) and its control plane"),
     "traefik": ("stacktools.servers.traefik", "Traefik, the Gateway API data plane of a cluster"),
     "helm": ("stacktools.builds.helm", "where the Helm 3 / Helm 4 clients are (path, version)"),
     "snapshot": ("stacktools.cluster.snapshot", "record a cluster's objects; compare two records"),

@@ -17,15 +17,24 @@ from stacktools.builds import (
     actionlint,
     ansible_matrix,
     charts,
+    cni,
     collection,
+    containerd,
     controlplane,
+    coredns,
     ferretdb,
     helm,
     images,
     istiod,
     kind,
     kubernetes_core,
+    metrics_server,
+    node_images,
+    node_packages,
+    pause,
     registry,
+    runc,
+    service_images,
     traefik,
 )
 from stacktools.builds.gobuild import BuildError
@@ -85,6 +94,15 @@ STEPS: tuple[Step, ...] = (
     Step("ansible-core", "L2 (the collection's ansible-core range)", ansible_matrix.ensure_venvs),
     # Not built: the system's package, checked here so that a missing one is named up front.
     Step("postgresql", "L1 FerretDB --handler=pg, bench", postgresql.check_installed),
+    Step("node-packages", "L4.5 node (Debian: nft, libseccomp, gcc)", node_packages.ensure),
+    Step("containerd", "L4.5 node", containerd.ensure_binaries),
+    Step("runc", "L4.5 node", runc.ensure_binary),
+    Step("cni-plugins", "L4.5 node", cni.ensure_directory),
+    Step("pause", "L4.5 node", pause.ensure_binary),
+    Step("coredns", "L4.5 node", coredns.ensure_binary),
+    Step("metrics-server", "L4.5 node", metrics_server.ensure_binary),
+    Step("node-images", "L4.5 node", node_images.ensure_images),
+    Step("node-service-images", "L4.5 node: the services' images", service_images.ensure_archives),
 )
 
 

@@ -10,6 +10,9 @@
 * ``kube_controlplane`` (session): a node-less Kubernetes v1.36 control plane (etcd,
   kube-apiserver, kube-controller-manager) built from tools/controlplane; ``.kubeconfig`` is
   an admin kubeconfig. Never a user's cluster: tests create and delete namespaces freely.
+* ``kube_node`` (session): a real node (containerd, kubelet, kube-proxy, CoreDNS,
+  metrics-server) joined to its own control plane in node mode (stacktools.servers.node);
+  ``.kubeconfig`` is the admin kubeconfig, ``.kubectl(...)`` runs the built kubectl.
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from typing import Any
 import pytest
 
 from stacktools.builds import charts as charts_build
+from stacktools.builds import containerd, images, node_images
 from stacktools.builds import ferretdb as ferretdb_build
 from stacktools.builds import helm as helm_build
-from stacktools.builds import images
 from stacktools.builds import traefik as traefik_build
 from stacktools.builds.controlplane import KUBERNETES_VERSION, binaries_dir
 from stacktools.servers import postgresql
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.ferretdb import FerretDB
+from stacktools.servers.node import Node
 from stacktools.servers.postgresql import PostgreSQL
 
 
@@ -42,6 +46,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         *_helm_header(),
         _traefik_header(),
         *_images_header(),
+        _node_header(),
     ]
 
 
@@ -96,6 +101,19 @@ def _controlplane_header() -> str:
     return f"controlplane: Kubernetes {KUBERNETES_VERSION} binaries {state} in {folder}"
 
 
+def _node_header() -> str:
+    try:
+        images = node_images.images()
+        runtime = containerd.binaries()["containerd"]
+    except Exception as exc:  # reported in the header; the fixture raises it again
+        return f"node: unavailable: {exc}"
+    return (
+        f"node: kubelet {KUBERNETES_VERSION}, containerd {containerd.VERSION} ({runtime.parent}), "
+        f"images {', '.join(i.ref for i in images.values())}; on the node MongoDB is a "
+        f"STAND-IN: FerretDB {ferretdb_build.FERRETDB_VERSION} behind mongodb-svc"
+    )
+
+
 def _helm_header() -> list[str]:
     lines = []
     for major in sorted(helm_build.CLIENTS):
@@ -135,6 +153,25 @@ def ferretdb_server(tmp_path: Path) -> Iterator[FerretDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A node for the session, or the running one in ``STACK_NODE_DIR`` (started with
+    ``python -m stacktools node start --dir ...``), which the session then leaves running."""
+    folder = os.environ.get("STACK_NODE_DIR")
+    if folder:
+        node = Node.attach(Path(folder))
+        if not node.running():
+            pytest.fail(f"STACK_NODE_DIR={folder} names no running node")
+        yield node
+        return
+    node = Node(tmp_path_factory.mktemp("node"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
-"""Build (or reuse) etcd, kube-apiserver and kube-controller-manager from tools/controlplane.
+"""Build (or reuse) the Kubernetes binaries from tools/controlplane: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler (the control plane), kubelet and kube-proxy (the
+node, stacktools.servers.node) and kubectl (the node tests drain with it).
 
-The Go module in ``tools/controlplane`` pins Kubernetes and etcd (see its go.mod). The three
+The Go module in ``tools/controlplane`` pins Kubernetes and etcd (see its go.mod). The
 binaries go to ``cache_dir()/bin/controlplane-<kubernetes version>-<hash>/``, where the hash
 covers go.mod, go.sum, the module's own Go sources and the build flags, so a change to any of
 them builds afresh while unchanged clones share one build. A file lock keeps parallel test
@@ -35,8 +37,11 @@ PACKAGES = {
     "etcd": "./cmd/etcd",
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
-    # The client the benchmarks compare Ansible with (`kubectl apply --server-side`), and a
-    # way for a person to look at the test cluster.
+    "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+    "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+    # The client the benchmarks compare Ansible with (`kubectl apply --server-side`), the node
+    # tests' drain, and a way for a person to look at the test cluster.
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
 }
 
@@ -64,6 +69,9 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
+    kubelet: Path
+    kube_proxy: Path
     kubectl: Path
 
 
@@ -82,6 +90,9 @@ def _binaries(directory: Path) -> Binaries:
         etcd=directory / "etcd",
         kube_apiserver=directory / "kube-apiserver",
         kube_controller_manager=directory / "kube-controller-manager",
+        kube_scheduler=directory / "kube-scheduler",
+        kubelet=directory / "kubelet",
+        kube_proxy=directory / "kube-proxy",
         kubectl=directory / "kubectl",
     )
 

@@ -12,9 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from stacktools.paths import cache_dir
 
 
 class BuildError(RuntimeError):
@@ -178,3 +181,53 @@ def source_hash(module: Path, extra: object = None) -> str:
         digest.update(b"\0")
     digest.update(repr(extra).encode())
     return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModuleBuild:
+    """Binaries built from one Go module at one pinned version, straight from the module proxy.
+
+    They go to ``cache_dir()/bin/<name>-<version>-<hash>/``; the hash covers the packages,
+    flags and environment, so a change to how they are built builds afresh.
+    """
+
+    name: str
+    module: str
+    version: str
+    # binary name -> package inside the module ("./cmd/containerd")
+    packages: Mapping[str, str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    def directory(self) -> Path:
+        key = hashlib.sha256(
+            repr(
+                (self.module, sorted(self.packages.items()), self.flags, sorted(self.env.items()))
+            ).encode()
+        ).hexdigest()[:16]
+        return cache_dir() / "bin" / f"{self.name}-{self.version}-{key}"
+
+    def paths(self) -> dict[str, Path]:
+        directory = self.directory()
+        return {name: directory / name for name in self.packages}
+
+    def built(self) -> dict[str, Path]:
+        """The cached binaries; :class:`BuildMissingError` when they are not built."""
+        paths = self.paths()
+        require_built(list(paths.values()), f"{self.module} {self.version}")
+        return paths
+
+    def ensure(self, go_minimum: tuple[int, int] = (1, 26)) -> dict[str, Path]:
+        """The cached binaries, building the missing ones first (set-up step only)."""
+        paths = self.paths()
+        if all(path.is_file() for path in paths.values()):
+            return paths
+        with file_lock(cache_dir() / "locks" / f"{self.name}.lock"):
+            missing = {name: path for name, path in paths.items() if not path.is_file()}
+            if missing:
+                require_go_version(go_minimum, f"{self.module} {self.version}")
+                source = module_source(self.module, self.version)
+                env = {"GOWORK": "off", "GOFLAGS": "-buildvcs=false", **self.env}
+                for name, path in missing.items():
+                    go_build(source, self.packages[name], path, env=env, flags=self.flags)
+        return paths

@@ -175,8 +175,50 @@ def _create_service_account_keys(private: Path, public: Path) -> None:
     )
 
 
-def ensure_pki(directory: Path, service_ip: str) -> Pki:
-    """Create the files under ``directory`` once; later calls reuse them (a restart keeps trust)."""
+def _serving_ips(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+
+
+def ensure_client_cert(
+    directory: Path, ca: CertPaths, stem: str, common_name: str, organization: str | None = None
+) -> CertPaths:
+    """A client certificate (``<stem>.crt``/``.key`` in ``directory``) signed by ``ca``, once.
+
+    Kubernetes reads the user from the common name and the group from the organization, e.g.
+    ``system:node:<name>`` in ``system:nodes`` for a kubelet (the Node authorizer's rule)."""
+    paths = CertPaths(directory / f"{stem}.crt", directory / f"{stem}.key")
+    if not paths.cert.is_file():
+        _create_leaf(ca, paths, _name(common_name, organization), ExtendedKeyUsageOID.CLIENT_AUTH)
+    return paths
+
+
+def ensure_serving_cert(
+    directory: Path,
+    ca: CertPaths,
+    stem: str,
+    common_name: str,
+    *,
+    ips: list[str],
+    names: list[str],
+) -> CertPaths:
+    """A TLS serving certificate for ``ips`` and DNS ``names`` signed by ``ca``, once."""
+    paths = CertPaths(directory / f"{stem}.crt", directory / f"{stem}.key")
+    if not paths.cert.is_file() or not set(ips) <= _serving_ips(paths.cert):
+        sans: list[x509.GeneralName] = [
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
+            *(x509.DNSName(name) for name in names),
+        ]
+        _create_leaf(ca, paths, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    return paths
+
+
+def ensure_pki(directory: Path, service_ip: str, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create the files under ``directory`` once; later calls reuse them (a restart keeps trust).
+
+    ``extra_ips``: more addresses the API server is reached on (the address a node reaches it
+    on); a serving certificate that lacks one is made anew."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
 
@@ -197,16 +239,14 @@ def ensure_pki(directory: Path, service_ip: str) -> Pki:
         _create_ca(pki.ca, "gateway-api-stack-controlplane-ca")
     if not pki.front_proxy_ca.cert.is_file():
         _create_ca(pki.front_proxy_ca, "gateway-api-stack-front-proxy-ca")
-    if not pki.serving.cert.is_file():
-        sans: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address(service_ip)),
-            x509.DNSName("localhost"),
-            *(x509.DNSName(name) for name in KUBERNETES_SERVICE_NAMES),
-        ]
-        _create_leaf(
-            pki.ca, pki.serving, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans
-        )
+    ensure_serving_cert(
+        directory,
+        pki.ca,
+        "serving",
+        "kube-apiserver",
+        ips=["127.0.0.1", service_ip, *extra_ips],
+        names=["localhost", *KUBERNETES_SERVICE_NAMES],
+    )
     if not pki.admin.cert.is_file():
         _create_leaf(
             pki.ca, pki.admin, _name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH

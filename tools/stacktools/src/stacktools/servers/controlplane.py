@@ -37,7 +37,13 @@ from stacktools.builds.gobuild import BuildError
 from stacktools.cli import lifecycle_parser, print_status, run
 from stacktools.cluster.kubeconfig import CLUSTER_NAME as KUBECONFIG_CLUSTER
 from stacktools.cluster.kubeconfig import write_kubeconfig
-from stacktools.cluster.pki import FRONT_PROXY_CLIENT, Pki, ensure_pki
+from stacktools.cluster.pki import (
+    FRONT_PROXY_CLIENT,
+    CertPaths,
+    Pki,
+    ensure_client_cert,
+    ensure_pki,
+)
 from stacktools.net import free_port, wait_for_port
 from stacktools.servers.process import ManagedServer, ServerProcess, start_process
 
@@ -46,19 +52,29 @@ SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Serv
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CLUSTER_NAME = KUBECONFIG_CLUSTER
 STATE_FILE = "state.json"
+# Client identities of node mode: certificate stem -> (user, group). The bootstrap RBAC
+# policy of kube-apiserver binds system:kube-scheduler's role to that user.
+CLIENTS = {
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
+    "kube-scheduler": ("system:kube-scheduler", None),
+}
+# Node mode: how long the HorizontalPodAutoscaler waits before it scales down (the default
+# is 5 min); shortened so that a test sees a scale-down within minutes.
+HPA_DOWNSCALE_STABILIZATION = "30s"
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not start or is not running; the message says why."""
 
 
-def apiserver_args(binaries: Binaries, pki: Pki, etcd_port: int, port: int) -> list[str]:
-    return [
+def apiserver_args(
+    binaries: Binaries, pki: Pki, etcd_port: int, port: int, node_address: str | None = None
+) -> list[str]:
+    """kube-apiserver's flags; ``node_address``: where nodes reach it (see ControlPlane)."""
+    args = [
         str(binaries.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
         "--storage-backend=etcd3",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
         f"--secure-port={port}",
         f"--tls-cert-file={pki.serving.cert}",
         f"--tls-private-key-file={pki.serving.key}",
@@ -70,20 +86,56 @@ def apiserver_args(binaries: Binaries, pki: Pki, etcd_port: int, port: int) -> l
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
         f"--proxy-client-key-file={pki.front_proxy_client.key}",
-        # No kubelets exist, so the Node authorizer would have nothing to do.
-        "--authorization-mode=RBAC",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # The endpoint reconciler would publish 127.0.0.1 as the `kubernetes` Service's
-        # endpoint, which Endpoints validation rejects (loopback); nothing in-cluster needs it.
-        "--endpoint-reconciler-type=none",
         "--profiling=false",
+    ]
+    if node_address is None:
+        return [
+            *args,
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # No kubelets exist, so the Node authorizer would have nothing to do.
+            "--authorization-mode=RBAC",
+            # The endpoint reconciler would publish 127.0.0.1 as the `kubernetes` Service's
+            # endpoint, which Endpoints validation rejects (loopback); nothing in-cluster needs it.
+            "--endpoint-reconciler-type=none",
+        ]
+    kubelet_client = pki_client(pki, "apiserver-kubelet-client")
+    return [
+        *args,
+        # Loopback for the tests' kubeconfig and node_address for the node: the node lives in
+        # its own network namespace and reaches this machine only through its veth link.
+        "--bind-address=0.0.0.0",
+        # The `kubernetes` Service's endpoint, so pods reach the API server too.
+        f"--advertise-address={node_address}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # To the kubelet (logs, exec, port-forward), trusting only this cluster's CA.
+        f"--kubelet-client-certificate={kubelet_client.cert}",
+        f"--kubelet-client-key={kubelet_client.key}",
+        f"--kubelet-certificate-authority={pki.ca.cert}",
+        "--kubelet-preferred-address-types=InternalIP",
+        # Aggregated APIs (metrics-server) are reached at their pods' addresses, which this
+        # machine routes to the node, never at Service IPs, which exist only inside the node.
+        "--enable-aggregator-routing=true",
     ]
 
 
-def controller_manager_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
+def pki_client(pki: Pki, stem: str) -> CertPaths:
+    """The certificate files of one of the node-mode client identities (see CLIENTS)."""
+    folder = pki.ca.cert.parent
+    common_name, organization = CLIENTS[stem]
+    return ensure_client_cert(folder, pki.ca, stem, common_name, organization)
+
+
+def controller_manager_args(
+    binaries: Binaries, pki: Pki, kubeconfig: Path, port: int, *, node_mode: bool = False
+) -> list[str]:
+    stabilization = HPA_DOWNSCALE_STABILIZATION
+    node_args = [f"--horizontal-pod-autoscaler-downscale-stabilization={stabilization}"]
     return [
         str(binaries.kube_controller_manager),
         f"--kubeconfig={kubeconfig}",
@@ -106,6 +158,22 @@ def controller_manager_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port
         f"--cluster-name={CLUSTER_NAME}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--profiling=false",
+        *(node_args if node_mode else []),
+    ]
+
+
+def scheduler_args(binaries: Binaries, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
+    return [
+        str(binaries.kube_scheduler),
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        "--leader-elect=false",
+        "--profiling=false",
     ]
 
 
@@ -115,11 +183,20 @@ class ControlPlane(ManagedServer):
     ``detach=False`` (the pytest fixture): the servers die with this Python process.
     ``detach=True`` (the CLI): they keep running; ``ControlPlane.attach(directory)`` finds
     them again from ``state.json``.
+
+    ``node_address`` (node mode, for stacktools.servers.node): the address of this machine on
+    the node's link. The API server then also listens there and advertises it as the
+    ``kubernetes`` Service's endpoint, authorizes kubelets (Node authorizer, NodeRestriction),
+    talks to them with its own client certificate, and kube-scheduler runs, so pods get a node.
+    Without it nothing schedules pods: they stay Pending, as the L3 tests expect.
     """
 
-    def __init__(self, directory: Path, *, detach: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, detach: bool = False, node_address: str | None = None
+    ) -> None:
         self.directory = directory.resolve()
         self.detach = detach
+        self.node_address = node_address
         self.processes: list[ServerProcess] = []
         self.ports: dict[str, int] = {}
         self.started_in = 0.0  # seconds the last start() took
@@ -146,13 +223,15 @@ class ControlPlane(ManagedServer):
     @property
     def pki(self) -> Pki:
         if self._pki is None:
-            self._pki = ensure_pki(self.directory / "pki", SERVICE_IP)
+            extra = (self.node_address,) if self.node_address else ()
+            self._pki = ensure_pki(self.directory / "pki", SERVICE_IP, extra)
         return self._pki
 
     # lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> None:
-        """Start the three servers and return once the API server is ready and the
-        controller-manager is healthy and working (it has created the `default` ServiceAccount).
+        """Start the servers and return once the API server is ready and the controller-manager
+        is healthy and working (it has created the `default` ServiceAccount); in node mode
+        also once kube-scheduler is healthy.
         """
         if self.running():
             return
@@ -166,6 +245,8 @@ class ControlPlane(ManagedServer):
             "kube-apiserver": free_port(),
             "kube-controller-manager": free_port(),
         }
+        if self.node_address:
+            self.ports["kube-scheduler"] = free_port()
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, pki.admin, "admin")
         cm_kubeconfig = self.directory / "pki" / "kube-controller-manager.kubeconfig"
         write_kubeconfig(
@@ -192,7 +273,13 @@ class ControlPlane(ManagedServer):
             )
             self._launch(
                 "kube-apiserver",
-                apiserver_args(built, pki, self.ports["etcd"], self.ports["kube-apiserver"]),
+                apiserver_args(
+                    built,
+                    pki,
+                    self.ports["etcd"],
+                    self.ports["kube-apiserver"],
+                    self.node_address,
+                ),
             )
             self._wait(
                 "kube-apiserver",
@@ -205,7 +292,11 @@ class ControlPlane(ManagedServer):
             self._launch(
                 "kube-controller-manager",
                 controller_manager_args(
-                    built, pki, cm_kubeconfig, self.ports["kube-controller-manager"]
+                    built,
+                    pki,
+                    cm_kubeconfig,
+                    self.ports["kube-controller-manager"],
+                    node_mode=self.node_address is not None,
                 ),
             )
             cm_health = f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz"
@@ -221,6 +312,8 @@ class ControlPlane(ManagedServer):
                 began + timeout,
                 "working (ServiceAccount default/default created)",
             )
+            if self.node_address:
+                self._start_scheduler(built, began + timeout)
         except BaseException:
             self.stop()
             raise
@@ -292,6 +385,19 @@ class ControlPlane(ManagedServer):
             return 0
 
     # internals -------------------------------------------------------------------------
+    def _start_scheduler(self, built: Binaries, deadline: float) -> None:
+        kubeconfig = self.directory / "pki" / "kube-scheduler.kubeconfig"
+        client = pki_client(self.pki, "kube-scheduler")
+        write_kubeconfig(kubeconfig, self.server, self.pki.ca.cert, client, "system:kube-scheduler")
+        port = self.ports["kube-scheduler"]
+        self._launch("kube-scheduler", scheduler_args(built, self.pki, kubeconfig, port))
+        self._wait(
+            "kube-scheduler",
+            lambda: self.get(f"https://127.0.0.1:{port}/healthz") == 200,
+            deadline,
+            "healthy (/healthz)",
+        )
+
     def _launch(self, name: str, argv: list[str]) -> None:
         log = self.log_dir / f"{name}.log"
         self.processes.append(start_process(name, argv, log, detach=self.detach))

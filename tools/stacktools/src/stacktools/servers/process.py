@@ -132,6 +132,7 @@ def start_process(
     *,
     detach: bool,
     env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
     user: str | None = None,
     netns: Path | None = None,
 ) -> ServerProcess:
@@ -142,6 +143,7 @@ def start_process(
     root) runs it as that account, with that account's group and no other groups. ``netns``
     (a file such as ``/run/netns/NAME``) runs it in that network namespace; not with ``user``
     (the hook below runs after the switch of account, and entering a namespace needs root).
+    ``pass_fds`` stay open in the child (a lock it holds for its lifetime).
     """
     if user is not None and netns is not None:
         raise ValueError(f"{name}: start_process takes user or netns, not both")
@@ -164,6 +166,7 @@ def start_process(
             start_new_session=detach,
             # Runs after the switch to ``user``: a change of credentials clears PDEATHSIG.
             preexec_fn=preexec,  # noqa: PLW1509 - only prctl and setns, safe before exec
+            pass_fds=tuple(pass_fds),
             user=None if account is None else account.pw_uid,
             group=None if account is None else account.pw_gid,
             extra_groups=None if account is None else [],
