@@ -5,6 +5,7 @@ roles called by their fully qualified names from the README's playbooks, its pla
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import tarfile
@@ -23,12 +24,20 @@ INVENTORIES = ("local", "staging", "production")
 ROLES = ("istio", "mongodb", "monitoring", "apiserver", "dagster", "gateway")
 GALAXY = yaml.safe_load((REPO / "galaxy.yml").read_text())
 FQCN = f"{GALAXY['namespace']}.{GALAXY['name']}"
+K8S = "kubernetes.core"
 # Files the collection holds besides everything under these folders.
 FOLDERS = ("roles", "playbooks", "plugins")
 TOP_FILES = {"README.md", "CHANGELOG.md", "changelogs/changelog.yaml", "meta/runtime.yml"}
 CACHES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 # What builds images from a checkout (the harness, the committed files): not in the collection.
 CHECKOUT_ONLY = ("playbooks/images.yml", "playbooks/tasks/build_images.yml")
+_SPEC = importlib.util.spec_from_file_location(
+    "check_collections", REPO / "tools/check_collections.py"
+)
+assert _SPEC
+assert _SPEC.loader
+CHECKER = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(CHECKER)
 
 
 def readme_blocks(language: str) -> list[str]:
@@ -82,17 +91,35 @@ def test_the_tarball_holds_the_roles_playbooks_and_plugin_and_nothing_else(user:
 
 
 def test_it_installs_offline_with_its_dependency_satisfied(user: Any) -> None:
-    result = user.run("ansible-galaxy", "collection", "list", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    listed: dict[str, str] = {}
-    for path, collections in json.loads(result.stdout).items():
-        for name, info in collections.items():
-            listed.setdefault(name, info["version"])
-            if name == FQCN:
-                assert Path(path) == user.collections / "ansible_collections", path
-    assert listed[FQCN] == GALAXY["version"]
+    listing = user.run("ansible-galaxy", "collection", "list", "--format", "json")
+    assert listing.returncode == 0, listing.stderr
+    dump = user.run("ansible-config", "dump", "--format", "json")
+    assert dump.returncode == 0, dump.stderr
+    config = next(
+        item for item in json.loads(dump.stdout) if item.get("name") == "COLLECTIONS_PATHS"
+    )
+    # The copy Ansible loads: the first in its search order (not the listing's, which is a set's).
+    loaded = CHECKER.loaded_versions(listing.stdout, [Path(p) for p in config["value"]])
+    version, path = loaded[FQCN]
+    assert Path(path) == user.collections / "ansible_collections", path
+    assert version == GALAXY["version"]
     for dependency, spec in GALAXY["dependencies"].items():
-        assert meets_requirements(listed[dependency], spec), (dependency, listed[dependency])
+        assert meets_requirements(loaded[dependency][0], spec), (dependency, loaded[dependency])
+
+
+def test_the_loaded_copy_is_the_first_in_ansibles_search_order_not_the_listings() -> None:
+    """`ansible-galaxy collection list` sorts by path name: a venv under /check listed before a
+    cache under /root made a run take the bundled 6.2.0 for the one Ansible loads."""
+    listing = {
+        "/check/.venv/lib/site-packages/ansible_collections": {K8S: {"version": "6.2.0"}},
+        "/root/cache/core/ansible_collections": {K8S: {"version": "6.6.0"}},
+        "/srv/project/collections/ansible_collections": {FQCN: {"version": "1.0.0"}},
+    }
+    configured = [Path("/srv/project/collections"), Path("/root/cache/core")]
+    loaded = CHECKER.loaded_versions(json.dumps(listing), configured)
+    assert loaded[K8S] == ("6.6.0", "/root/cache/core/ansible_collections")
+    assert loaded[FQCN] == ("1.0.0", "/srv/project/collections/ansible_collections")
+    assert CHECKER.loaded_versions(json.dumps(listing), [])[K8S][0] == "6.2.0"
 
 
 def test_galaxy_dependencies_are_the_checkouts_requirements() -> None:

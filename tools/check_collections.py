@@ -43,6 +43,37 @@ def galaxy() -> str:
     return str(Path(sys.executable).with_name("ansible-galaxy"))
 
 
+def configured_paths(ansible_config: str) -> list[Path]:
+    """The collections paths Ansible searches, in its order (``ansible-config dump``)."""
+    out = subprocess.run(
+        [ansible_config, "dump", "--format=json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for setting in json.loads(out.stdout):
+        if isinstance(setting, dict) and setting.get("name") == "COLLECTIONS_PATHS":
+            return [Path(path) for path in setting["value"]]
+    return []
+
+
+def loaded_versions(listing: str, configured: list[Path]) -> dict[str, tuple[str, str]]:
+    """name -> (version, collections path) of the copy Ansible loads, from the JSON of
+    ``ansible-galaxy collection list``. That JSON's paths come in no fixed order (ansible-galaxy
+    keeps them in a set), so they are ranked here as Ansible searches them: the configured paths
+    in their order, then the Python path (where the ``ansible`` package's copies are)."""
+
+    def rank(path: str) -> int:
+        root = Path(path).parent if Path(path).name == "ansible_collections" else Path(path)
+        return configured.index(root) if root in configured else len(configured)
+
+    found: dict[str, tuple[str, str]] = {}
+    for path, collections in sorted(json.loads(listing).items(), key=lambda item: rank(item[0])):
+        for name, info in collections.items():
+            found.setdefault(name, (info["version"], path))
+    return found
+
+
 def installed_versions() -> dict[str, tuple[str, str]]:
     """name -> (version, collections path) of the copy Ansible loads."""
     out = subprocess.run(
@@ -51,11 +82,8 @@ def installed_versions() -> dict[str, tuple[str, str]]:
         capture_output=True,
         text=True,
     )
-    found: dict[str, tuple[str, str]] = {}
-    for path, collections in json.loads(out.stdout).items():
-        for name, info in collections.items():
-            found.setdefault(name, (info["version"], path))  # first path wins, as in Ansible
-    return found
+    ansible_config = str(Path(sys.executable).with_name("ansible-config"))
+    return loaded_versions(out.stdout, configured_paths(ansible_config))
 
 
 def bundled(path: str) -> bool:
