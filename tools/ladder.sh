@@ -3,11 +3,9 @@
 #   set-up   Go check, uv, .venv, collections (tools/setup.sh test)
 #   prepare  every binary, image and chart the tests use (python -m stacktools prepare):
 #            built here, with progress, never inside a test's timeout
-#   lint     ruff, mypy, yamllint, ansible-lint (make lint)
-#   pytest   every level, one marker each (stacktools.ladder prints the per-level table); the
-#            node level runs in a pytest of its own next to the other levels (STACK_SERIAL=1:
-#            one after the other): most of its time is waiting for a real kubelet (image
-#            imports, rollouts, the HPA's windows), which the other levels' CPU work fills
+#   lint     ruff, mypy, yamllint, ansible-lint (make lint-only), beside the pytest sessions
+#   pytest   every level, one marker each (stacktools.ladder prints the per-level table), in
+#            three sessions at once (see checks below; STACK_SERIAL=1: lint, then one session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,33 +41,53 @@ table() {
   echo "  total                  $((SECONDS / 60)) min $((SECONDS % 60)) s"
 }
 
-# Two pytest sessions at once: the node level (its own control plane and node, in the node's
-# own namespaces, stacktools.servers.nodenet) and every other level. The node level's output
-# is kept and printed after the other session's, so neither interleaves with the other.
-pytest_levels() {
+# Three pytest sessions at once, and the linters beside them, on separate levels, each with its
+# own servers (free loopback ports, own temporary folders; the node in its own network namespace,
+# stacktools.servers.nodenet): the node level (mostly waiting for a real kubelet), the Ansible
+# levels (L3 controlplane, L4 istiod, charts: the control plane's CPU work), and every other level
+# in the foreground. A background session's output is kept and printed after the foreground's,
+# so none interleaves. STACK_SERIAL=1 runs the linters, then one pytest of every level.
+BACKGROUND=("node" "controlplane or istiod or charts")
+FOREGROUND="not node and not controlplane and not istiod and not charts"
+
+run_logged() { # <log> <command...>: run in the background, output to <log>
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1
+}
+
+checks() {
   if [[ ${STACK_SERIAL:-0} == 1 ]]; then
-    .venv/bin/pytest
+    make --no-print-directory lint-only && .venv/bin/pytest
     return
   fi
-  local node_log node_status=0 other_status=0
-  node_log=$(mktemp "${TMPDIR:-/tmp}/ladder-node.XXXXXX")
-  .venv/bin/pytest -p no:cacheprovider -m node >"$node_log" 2>&1 &
-  local node_pid=$!
-  .venv/bin/pytest -m "not node" || other_status=$?
-  wait "$node_pid" || node_status=$?
-  echo
-  echo "==> the node level (pytest -m node), run alongside the levels above"
-  cat "$node_log"
-  rm -f "$node_log"
-  ((other_status == 0 && node_status == 0))
+  local -a pids=() logs=() names=()
+  local log expr status=0
+  log=$(mktemp "${TMPDIR:-/tmp}/ladder-lint.XXXXXX")
+  run_logged "$log" stage "L0 lint" make --no-print-directory lint-only &
+  pids+=($!) logs+=("$log") names+=("the linters (make lint-only)")
+  for expr in "${BACKGROUND[@]}"; do
+    log=$(mktemp "${TMPDIR:-/tmp}/ladder-pytest.XXXXXX")
+    run_logged "$log" .venv/bin/pytest -p no:cacheprovider -m "$expr" &
+    pids+=($!) logs+=("$log") names+=("pytest -m \"$expr\"")
+  done
+  .venv/bin/pytest -m "$FOREGROUND" || status=$?
+  local i
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || status=1
+    echo
+    echo "==> ${names[$i]}, run alongside the levels above"
+    cat "${logs[$i]}"
+    rm -f "${logs[$i]}"
+  done
+  return "$status"
 }
 
 status=0
 {
   stage "set-up" bash tools/setup.sh test &&
     stage "prepare (builds)" .venv/bin/python -m stacktools prepare &&
-    stage "L0 lint" make --no-print-directory lint-only &&
-    stage "pytest" pytest_levels
+    stage "lint + pytest" checks
 } || status=$?
 table >&2
 exit "$status"
