@@ -114,15 +114,30 @@ def pid_running(pid: int) -> bool:
     return state != "Z"
 
 
+# The task flag of a process that has begun to exit (include/linux/sched.h).
+PF_EXITING = 0x4
+
+
 def _alive(pid: int, executable: Path) -> bool:
-    """True when ``pid`` runs ``executable`` and is not a zombie."""
+    """True when ``pid`` runs ``executable`` and is not a zombie, or is still exiting.
+
+    A process that has begun to exit releases its memory map, and with it its ``exe`` link,
+    before it becomes a zombie; a big one (kube-apiserver) on a busy machine can spend a while in
+    between. Until then it still runs: a caller waiting for it to be gone keeps waiting.
+    """
     proc = Path("/proc") / str(pid)
     try:
-        exe = os.readlink(proc / "exe")
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return state != "Z" and Path(exe.removesuffix(" (deleted)")) == executable.resolve()
+    state, flags = fields[0], int(fields[6])
+    if state in {"Z", "X"}:
+        return False
+    try:
+        exe = os.readlink(proc / "exe")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return bool(flags & PF_EXITING)
+    return Path(exe.removesuffix(" (deleted)")) == executable.resolve()
 
 
 def start_process(
