@@ -4,7 +4,6 @@ inputs change."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from plugin_files import load_plugin
 
 pytestmark = pytest.mark.schemas
 
@@ -21,12 +21,7 @@ LOOKUP = "gateway_api_stack.showcase.stack_image_tag"
 
 
 def plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("stack_image_tag", PLUGIN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_plugin(PLUGIN)
 
 
 def write(path: Path, text: str) -> None:

@@ -5,7 +5,6 @@ error for what is not a Kubernetes object."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from plugin_files import load_plugin
 
 from stacktools.cluster.crds import (
     PINNED,
@@ -41,12 +41,7 @@ COMPARED = (
 
 
 def plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_manifests", PLUGIN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_plugin(PLUGIN)
 
 
 def test_the_crd_files_read_as_the_api_server_reads_them() -> None:
