@@ -43,14 +43,13 @@ table() {
 
 # Three pytest sessions at once, and the linters beside them, on separate levels, each with its
 # own servers (free loopback ports, own temporary folders; the node in its own network namespace,
-# stacktools.servers.nodenet): the node level (mostly waiting for a real kubelet), the levels
-# on the shared local control plane (L3 controlplane, L4 istiod, charts: one control plane for
-# the three; L4 beside the node level would start one more and hold its inotify instances, which
-# two runs at once ran out of), and every other level in the foreground (the two cores are busy
-# throughout). A background session's output is kept and printed after the foreground's, so none
-# interleaves. STACK_SERIAL=1 runs the linters, then one pytest.
-BACKGROUND=("node" "controlplane or istiod or charts")
-FOREGROUND="not node and not controlplane and not istiod and not charts"
+# stacktools.servers.nodenet): the node level (mostly waiting for a real kubelet) after L4 istiod
+# (its 35 s run first), the Ansible-heavy L3 controlplane and charts levels, and every other
+# level in the foreground; measured so that none of the three is much longer than the others
+# (the two cores are busy throughout). A background session's output is kept and printed after
+# the foreground's, so none interleaves. STACK_SERIAL=1 runs the linters, then one pytest.
+BACKGROUND=("node or istiod" "controlplane or charts")
+FOREGROUND="not node and not istiod and not controlplane and not charts"
 
 run_logged() { # <log> <command...>: run in the background, output to <log>
   local log=$1
