@@ -255,3 +255,83 @@ def test_make_destroy_names_every_missing_tool(ansible: Any, tmp_path: Path) -> 
     assert "a running Docker engine" in output
     assert "kind (https://kind.sigs.k8s.io" in output
     assert "changed=0" in output
+
+
+# Two module runs, each reporting the process that ran it (the shell's parent).
+INTERPRETER_PROBE = """
+- name: Which process runs each module
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: First module run
+      ansible.builtin.command: sh -c 'echo $PPID'
+      register: probe_first
+      changed_when: false
+    - name: Second module run
+      ansible.builtin.command: sh -c 'echo $PPID'
+      register: probe_second
+      changed_when: false
+    - name: Report
+      ansible.builtin.debug:
+        msg: "modules ran in {{ probe_first.stdout }} and {{ probe_second.stdout }}"
+"""
+PROBE_REPORT = re.compile(r"modules ran in (\d+) and (\d+)")
+
+
+def mitogen_pin() -> str:
+    pins = re.findall(r'"mitogen==([^"]+)"', (REPO / "pyproject.toml").read_text())
+    assert len(pins) == 1, pins
+    return pins[0]
+
+
+def test_plays_run_every_module_in_one_mitogen_interpreter(ansible: Any, tmp_path: Path) -> None:
+    """ansible.cfg's strategy (plugins/strategy/mitogen_linear.py): one interpreter for the
+    play; ANSIBLE_STRATEGY=linear, Ansible's own, starts one per module run."""
+    playbook = tmp_path / "probe.yml"
+    playbook.write_text(INTERPRETER_PROBE)
+    pids = {}
+    for strategy in ("mitogen_linear", "linear"):
+        result = ansible.run(
+            "ansible-playbook", "-i", "localhost,", str(playbook), ANSIBLE_STRATEGY=strategy
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = PROBE_REPORT.search(result.stdout)
+        assert found, result.stdout
+        pids[strategy] = found.groups()
+    config = ansible.run("ansible-config", "dump", "--only-changed").stdout
+    assert re.search(r"^DEFAULT_STRATEGY\(.*ansible\.cfg\) = mitogen_linear$", config, re.M), config
+    first, second = pids["mitogen_linear"]
+    assert first == second
+    first, second = pids["linear"]
+    assert first != second
+
+
+def test_without_mitogen_plays_stop_saying_how_to_run_without_it(
+    ansible: Any, tmp_path: Path
+) -> None:
+    # A package of the same name, found first, that cannot be imported.
+    shadow = tmp_path / "shadow" / "ansible_mitogen"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    playbook = tmp_path / "probe.yml"
+    playbook.write_text(INTERPRETER_PROBE)
+    hidden = str(shadow.parent)
+    result = ansible.run("ansible-playbook", "-i", "localhost,", str(playbook), PYTHONPATH=hidden)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "cannot import it (hidden by the test)" in output
+    assert f"pip install mitogen=={mitogen_pin()}" in output
+    assert "ANSIBLE_STRATEGY=linear ansible-playbook" in output
+    assert "Traceback" not in output
+    linear = ansible.run(
+        "ansible-playbook",
+        "-i",
+        "localhost,",
+        str(playbook),
+        PYTHONPATH=hidden,
+        ANSIBLE_STRATEGY="linear",
+    )
+    assert linear.returncode == 0, linear.stdout + linear.stderr

@@ -24,7 +24,8 @@ STABLE = "app.kubernetes.io/name=apiserver,track=stable"
 
 # A steady load from the toolbox pod: THREADS clients, each a new connection per request
 # (as a gateway opening connections to the Service), upserting records for up to SECONDS or
-# until told to stop through a file; prints one JSON summary line.
+# until told to stop through a file; prints one JSON summary line, each failure with the body
+# of its answer (the apiserver's error code tells a database error from a refused connection).
 LOAD = """
 import json, sys, threading, time, urllib.error, urllib.request, os
 url, key, stop = sys.argv[1], sys.argv[2], sys.argv[5]
@@ -43,6 +44,10 @@ def run(n):
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
                 ok[n] += 1
+        except urllib.error.HTTPError as error:
+            # The body says who answered: the apiserver's JSON error code, or another server.
+            body = error.read()[:200].decode(errors="replace")
+            failed[n].append(f"{time.strftime('%H:%M:%S')} HTTP {error.code}: {body}")
         except Exception as error:
             failed[n].append(f"{time.strftime('%H:%M:%S')} {type(error).__name__}: {error}")
         time.sleep(0.02)
