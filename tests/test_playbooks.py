@@ -288,7 +288,7 @@ def mitogen_pin() -> str:
 
 
 def test_plays_run_every_module_in_one_mitogen_interpreter(ansible: Any, tmp_path: Path) -> None:
-    """ansible.cfg's strategy (plugins/strategy/mitogen_linear.py): one interpreter for the
+    """ansible.cfg's strategy (strategy_plugins/mitogen_linear.py): one interpreter for the
     play; ANSIBLE_STRATEGY=linear, Ansible's own, starts one per module run."""
     playbook = tmp_path / "probe.yml"
     playbook.write_text(INTERPRETER_PROBE)

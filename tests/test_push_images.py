@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stacktools.builds import images
+from stacktools.builds import docker, images
 from stacktools.cluster.render import render
 from stacktools.servers.registry import Registry
 
@@ -27,27 +27,13 @@ def test_push_images_pushes_what_the_roles_deploy(ansible: Any, tmp_path: Path) 
     (base,) = {image.base for image in built.values()}
     with Registry(tmp_path / "registry") as registry:
         registry_name = f"{registry.host}/{PATH}"
-        args = [
-            "-i", f"inventories/{INVENTORY}", "playbooks/images.yml",
-            "-e", f"stack_image_registry={registry_name}",
-            # The base the set-up step built with (the stand-in where no registry is reachable).
-            "-e", f"stack_image_base={base}",
-        ]  # fmt: skip
-        first = ansible.run("ansible-playbook", *args, timeout=1800)
-        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-        changed = RECAP.search(first.stdout)
-        assert changed, first.stdout[-2000:]
-        assert int(changed.group(1)) >= 1
-        for service, image in built.items():
-            manifest = registry.manifest(f"{PATH}/gateway-api-stack/{service}", image.tag)
-            config = manifest["config"]
-            assert isinstance(config, dict)
-            assert config["digest"] == image.image_id, f"{service}: another image was pushed"
-        second = ansible.run("ansible-playbook", *args, timeout=1800)
-        assert second.returncode == 0, second.stdout[-4000:]
-        again = RECAP.search(second.stdout)
-        assert again, second.stdout[-2000:]
-        assert again.group(1) == "0", second.stdout[-3000:]
+        pushed = [f"{registry_name}/gateway-api-stack/{s}:{i.tag}" for s, i in built.items()]
+        try:
+            _push_twice(ansible, registry, registry_name, base, built)
+        finally:
+            # The playbook tags the images with this registry's name, as a push does; the
+            # registry is gone after the test, so are its names (the images stay).
+            docker.run(["image", "rm", *pushed], check=False)
 
     rendered = render(
         INVENTORY,
@@ -65,3 +51,30 @@ def test_push_images_pushes_what_the_roles_deploy(ansible: Any, tmp_path: Path) 
     (code,) = values["dagster-user-deployments"]["deployments"]
     assert code["image"]["repository"] == f"{registry_name}/gateway-api-stack/pipeline"
     assert code["image"]["tag"] == built["pipeline"].tag
+
+
+def _push_twice(
+    ansible: Any, registry: Registry, registry_name: str, base: str, built: dict[str, images.Image]
+) -> None:
+    """images.yml twice: the first pushes the images the set-up step built, the second nothing."""
+    args = [
+        "-i", f"inventories/{INVENTORY}", "playbooks/images.yml",
+        "-e", f"stack_image_registry={registry_name}",
+        # The base the set-up step built with (the stand-in where no registry is reachable).
+        "-e", f"stack_image_base={base}",
+    ]  # fmt: skip
+    first = ansible.run("ansible-playbook", *args, timeout=1800)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    changed = RECAP.search(first.stdout)
+    assert changed, first.stdout[-2000:]
+    assert int(changed.group(1)) >= 1
+    for service, image in built.items():
+        manifest = registry.manifest(f"{PATH}/gateway-api-stack/{service}", image.tag)
+        config = manifest["config"]
+        assert isinstance(config, dict)
+        assert config["digest"] == image.image_id, f"{service}: another image was pushed"
+    second = ansible.run("ansible-playbook", *args, timeout=1800)
+    assert second.returncode == 0, second.stdout[-4000:]
+    again = RECAP.search(second.stdout)
+    assert again, second.stdout[-2000:]
+    assert again.group(1) == "0", second.stdout[-3000:]

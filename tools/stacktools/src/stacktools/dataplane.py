@@ -232,7 +232,7 @@ class LocalGateway(ManagedServer):
         self._run(self.traefik)
         began = self._step("traefik", began)
         self._converge(playbook, ["--tags", "gateway"], "the gateway role")
-        self._step("gateway role", began)
+        began = self._step("gateway role", began)
 
         self._target = Target(
             description=(
@@ -253,6 +253,11 @@ class LocalGateway(ManagedServer):
             ab_header=("x-canary", "always"),
             playbook=playbook,
         )
+        try:
+            self._target.await_served()
+        except TimeoutError as error:
+            raise DataplaneError(str(error)) from error
+        self._step("routes served", began)
 
     def _run(self, server: ManagedServer) -> None:
         self.servers.append(server)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,12 @@ from typing import Any
 
 from stacktools.cluster.kubeapi import KubeApi
 from stacktools.paths import repo_root
+from stacktools.traffic.client import request
 from stacktools.traffic.logs import AccessLog, PodAccessLog
 
 Playbook = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+# A read through the apiserver listener (rewritten to /internal-read).
+READ = "/external-read?limit=1"
 
 
 @dataclass
@@ -51,6 +55,37 @@ class Target:
     def run_gateway_role(self, **extra_vars: Any) -> subprocess.CompletedProcess[str]:
         """``site.yml --tags gateway`` with ``extra_vars`` over the deployed inventory."""
         return self.playbook(["--tags", "gateway", "--extra-vars", json.dumps(extra_vars)])
+
+    def served(self) -> dict[str, int]:
+        """The status of one request through each HTTP listener (0: no answer)."""
+        checks = {
+            "apiserver": (self.apiserver_url, READ, self.headers),
+            "grafana": (self.grafana_url, self.grafana_check[0], {}),
+            "dagster": (self.dagster_url, "/server_info", {}),
+        }
+        statuses = {}
+        for listener, (url, path, headers) in checks.items():
+            try:
+                statuses[listener] = request(url, "GET", path, headers=headers, timeout=10).status
+            except OSError:
+                statuses[listener] = 0
+        return statuses
+
+    def await_served(self, timeout: float = 60.0) -> dict[str, int]:
+        """Wait until every HTTP listener carries a request to its backend (200).
+
+        A route's status can say Accepted and ResolvedRefs before the data plane serves it:
+        Traefik writes the status, then loads the new configuration (seen: requests answered
+        500, "missing ReferenceGrant", for a moment after the role's waits had passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.served()
+            if set(statuses.values()) == {200}:
+                return statuses
+            if time.monotonic() > deadline:
+                msg = f"the Gateway's listeners did not serve within {timeout:.0f}s: {statuses}"
+                raise TimeoutError(msg)
+            time.sleep(0.5)
 
 
 def ansible_playbook(

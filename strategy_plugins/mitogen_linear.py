@@ -8,7 +8,7 @@ are Ansible's own; only how modules are started changes.
 
 This file only finds the strategy in the installed `mitogen` package (pinned in pyproject.toml's
 deploy group), so that ansible.cfg names a folder of this repository rather than a path into a
-virtualenv. It is not part of the Galaxy collection (galaxy.yml's manifest).
+virtualenv. It lives outside plugins/, so it is not part of the Galaxy collection.
 
 Without Mitogen: `ANSIBLE_STRATEGY=linear ansible-playbook ...` (the same plays, slower).
 ansible-core 2.19 prints a deprecation warning for any strategy plugin outside ansible.builtin;
