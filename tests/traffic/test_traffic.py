@@ -25,14 +25,13 @@ import pytest
 
 from stacktools.traffic.client import LoadResult, request, run_load
 from stacktools.traffic.stats import binomial_interval
-from stacktools.traffic.target import Target
+from stacktools.traffic.target import READ, Target
 
 # The first test also starts the local data plane (minutes: a control plane, two Ansible runs,
 # dagster-webserver), and three tests run the gateway role again.
 pytestmark = [pytest.mark.dataplane, pytest.mark.timeout(1800)]
 
 RECORD_FIELDS = {"id", "score", "created_at", "updated_at"}
-READ = "/external-read?limit=1"
 # The load during a route change: a routed path (weighted like the others) whose answer needs
 # no database, so that a failure counted there is the Gateway's, never a slow FerretDB.
 LOAD = "/docs"
