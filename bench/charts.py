@@ -32,6 +32,7 @@ from pathlib import Path
 
 from stacktools.builds import charts, controlplane, helm
 from stacktools.cluster.crds import crds_root
+from stacktools.cluster.render import unpack
 from stacktools.servers.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +76,7 @@ def render(workdir: Path) -> list[Release]:
     )
     if done.returncode != 0:
         sys.exit(f"tests/render/render.yml failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    unpack(workdir)
     found = charts.charts()
     releases = []
     paths = sorted(

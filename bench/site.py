@@ -38,6 +38,7 @@ import yaml
 
 from stacktools.builds import controlplane, helm, istiod
 from stacktools.cluster.crds import PINNED, PROMETHEUS_OPERATOR_ALL, crds_root
+from stacktools.cluster.render import unpack
 from stacktools.servers.controlplane import ControlPlane
 from stacktools.servers.istiod import Istiod
 
@@ -132,6 +133,7 @@ def render(env: dict[str, str], out: Path) -> Path:
     render_env = {**env, "RENDER_DIR": str(out)}
     render_env.pop("ANSIBLE_CALLBACKS_ENABLED")
     playbook("tests/render/render.yml", render_env)
+    unpack(out)
     docs = [
         doc
         for role in ROLES

@@ -20,6 +20,7 @@ import yaml
 
 from stacktools.builds import kubernetes_core
 from stacktools.builds.collection import Collection, collection
+from stacktools.cluster.render import unpack
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = ("local", "staging", "production")
@@ -133,7 +134,7 @@ def render_inventories(
                 process.kill()
                 process.wait()
     assert not failures, "rendering failed:\n" + "\n".join(failures)
-    return {name: root / name for name in inventories}
+    return {name: unpack(root / name) for name in inventories}
 
 
 @pytest.fixture(scope="session")

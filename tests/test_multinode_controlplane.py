@@ -76,7 +76,7 @@ def site_check(
         )
     done = {}
     for label, process in started.items():
-        output, _ = process.communicate(timeout=600)
+        output, _ = process.communicate(timeout=1500)
         done[label] = (process.returncode, output)
     return done
 
@@ -86,6 +86,9 @@ def fatal(output: str) -> str:
     return " ".join(error.split())
 
 
+# Four rounds of `site.yml --check` (six runs, up to three at once): about 3 min on a quiet
+# machine, over 10 min on one whose cores another job keeps busy.
+@pytest.mark.timeout(3000)
 def test_the_delta_volume_is_checked_against_the_nodes_and_classes(
     ansible: Any, kube_controlplane: ControlPlane, nodes: client.CoreV1Api
 ) -> None:

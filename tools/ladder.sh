@@ -59,7 +59,7 @@ run_logged() { # <log> <command...>: run in the background, output to <log>
 
 checks() {
   if [[ ${STACK_SERIAL:-0} == 1 ]]; then
-    make --no-print-directory lint-only && .venv/bin/pytest
+    make --no-print-directory lint-only && .venv/bin/pytest --durations=20
     return
   fi
   local -a pids=() logs=() names=()
@@ -69,10 +69,10 @@ checks() {
   pids+=($!) logs+=("$log") names+=("the linters (make lint-only)")
   for expr in "${BACKGROUND[@]}"; do
     log=$(mktemp "${TMPDIR:-/tmp}/ladder-pytest.XXXXXX")
-    run_logged "$log" .venv/bin/pytest -p no:cacheprovider -m "$expr" &
+    run_logged "$log" .venv/bin/pytest -p no:cacheprovider --durations=10 -m "$expr" &
     pids+=($!) logs+=("$log") names+=("pytest -m \"$expr\"")
   done
-  .venv/bin/pytest -m "$FOREGROUND" || status=$?
+  .venv/bin/pytest --durations=10 -m "$FOREGROUND" || status=$?
   local i
   for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || status=1

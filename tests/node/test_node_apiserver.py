@@ -111,14 +111,17 @@ def _finish_load(stack: Stack, process: subprocess.Popen[str], stop: str) -> dic
     return summary
 
 
-def _wait(check: Any, what: str, timeout: float) -> Any:
+def _wait(check: Any, what: str, timeout: float, explain: Any = None) -> Any:
+    """Poll ``check`` until it returns something true; fail after ``timeout`` seconds naming
+    ``what`` (and what ``explain()`` then says)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f": {explain()}" if explain else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(2)
 
 
@@ -288,13 +291,17 @@ def test_hpa_grows_under_wrk_load_and_shrinks_after(stack: Stack) -> None:
         out, _ = wrk.communicate(timeout=300)
     print(f"wrk: {out.splitlines()[-2:] if out else ''}")
     assert low < grown <= high
+    # The controller scales down 30 s (stacktools.servers.controlplane) after metrics-server
+    # reports the pods idle; on a machine busy with other work its scrapes can fail for minutes,
+    # and without metrics the HPA holds its size.
     _wait(
         lambda: (
             _hpa(stack)["status"].get("desiredReplicas") == low
             and len(stack.pods("apiserver", STABLE)) == low
         ),
         "the HPA to scale back down after the load",
-        300,
+        900,
+        explain=lambda: json.dumps(_hpa(stack)["status"], indent=1),
     )
 
 
@@ -303,12 +310,13 @@ def test_drain_respects_the_pod_disruption_budget(stack: Stack) -> None:
     (minAvailable 1), however long the drain tries."""
     pdb = stack.get("-n", "apiserver", "pdb", "apiserver")
     assert pdb["spec"]["minAvailable"] == 1
-    stable_before = _wait(
-        lambda: {p["metadata"]["name"] for p in stack.pods("apiserver", STABLE) if _ready(p)},
-        "a Ready stable pod",
-        180,
-    )
-    assert len(stable_before) == 1
+
+    # Exactly one: the HPA at its minimum (after the load test it may still be shrinking).
+    def one_ready_stable_pod() -> set[str] | None:
+        ready = {p["metadata"]["name"] for p in stack.pods("apiserver", STABLE) if _ready(p)}
+        return ready if len(ready) == 1 else None
+
+    stable_before = _wait(one_ready_stable_pod, "exactly one Ready stable pod", 900)
     try:
         with pytest.raises(Exception, match="disruption budget"):
             stack.kubectl(

@@ -71,16 +71,34 @@ def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def _call(gateway: NodeGateway, stack: Stack, method: str, path: str, body: object = None) -> Any:
-    """One request through the listener; a 503 (MongoDB busy under a loaded machine) is
-    retried as a client would, any other answer is returned."""
-    for _ in range(20):
+    """One request through the listener; a 503 is retried for up to 300 s as a client would
+    (the apiserver's own when MongoDB is busy, or Traefik's "no available server" while no pod
+    passes its readiness probe, which on a machine busy with other work can last minutes);
+    any other answer is returned."""
+    deadline = time.monotonic() + 300
+    while True:
         response = request(
             gateway.url, method, path, body, headers={"x-api-key": stack.api_key}, timeout=30
         )
         if response.status != 503:
             return response
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{method} {path}: 503 {response.body!r} for 300 s; the apiserver's endpoints: "
+                f"{_endpoints(stack)}"
+            )
         time.sleep(2)
-    return response
+
+
+def _endpoints(stack: Stack) -> list[tuple[str, str, bool]]:
+    """(EndpointSlice, address, ready) of every apiserver endpoint: why a 503 lasted."""
+    slices = stack.get("-n", "apiserver", "endpointslices")["items"]
+    return [
+        (s["metadata"]["name"], address, bool(e.get("conditions", {}).get("ready")))
+        for s in slices
+        for e in s.get("endpoints") or []
+        for address in e["addresses"]
+    ]
 
 
 def test_gateway_is_programmed_by_traefik_for_the_roles_routes(

@@ -47,6 +47,24 @@ class Rendered:
         return loaded
 
 
+BUNDLE = "files.json"
+
+
+def unpack(folder: Path | str) -> Path:
+    """Write out the files tests/render/render.yml collected in ``folder``/files.json (relative
+    path -> text) under ``folder``; return the folder."""
+    root = Path(folder)
+    files: dict[str, str] = json.loads((root / BUNDLE).read_text())
+    for name, text in files.items():
+        path = (root / name).resolve()
+        if not path.is_relative_to(root.resolve()):
+            msg = f"{root / BUNDLE}: {name!r} lies outside the render folder"
+            raise ValueError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
 def ansible_env(**extra: str) -> dict[str, str]:
     """The environment the Makefile gives Ansible (its configuration, through which the FQCN
     lookup plugin resolves)."""
@@ -96,4 +114,4 @@ def render(
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
         msg = f"rendering inventories/{inventory} failed (rc={result.returncode}):\n{tail}"
         raise RuntimeError(msg)
-    return Rendered(folder)
+    return Rendered(unpack(folder))
