@@ -36,11 +36,15 @@ async def test_defaults_survive_matched_writes_beyond_ferretdbs_connections(
     ferretdb: FerretDB, settings_for: Callable[..., Settings], running_service: Callable[..., Any]
 ) -> None:
     defaults = Settings(api_key="k" * 16)
+    # The write settings are the defaults; the deadline is the longest allowed, so that on a
+    # machine busy with other work a write that is slow, not stuck, still answers 200 (a
+    # deadlocked one never answers: the wait below, or the deadline's 503, tells).
     settings = settings_for(
         ferretdb.uri,
         mongodb_max_pool_size=defaults.mongodb_max_pool_size,
         mongodb_write_chunk=defaults.mongodb_write_chunk,
         mongodb_max_write_statements=defaults.mongodb_max_write_statements,
+        mongodb_timeout_ms=120_000,
     )
     assert defaults.mongodb_max_write_statements < SINGLE
     mongo: MongoClient[dict[str, Any]] = MongoClient(ferretdb.uri)
@@ -64,7 +68,7 @@ async def test_defaults_survive_matched_writes_beyond_ferretdbs_connections(
                 for k in range(BATCHES)
             ]
             try:
-                responses = await asyncio.wait_for(asyncio.gather(*calls), timeout=120)
+                responses = await asyncio.wait_for(asyncio.gather(*calls), timeout=300)
             except TimeoutError:
                 pytest.fail(f"FerretDB ({ferretdb.backend}) stopped answering: writes deadlocked")
             assert [r.status_code for r in responses] == [200] * (SINGLE + BATCHES)
