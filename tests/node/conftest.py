@@ -204,8 +204,8 @@ def stack(kube_node: Node, ansible: Any, request: pytest.FixtureRequest) -> Stac
         "wait",
         f"pod/{TOOLBOX}",
         "--for=condition=Ready",
-        "--timeout=120s",
-        timeout=150,
+        "--timeout=600s",  # minutes when another job keeps the cores busy
+        timeout=630,
     )
     say(f"stack ready on the node in {time.monotonic() - began:.0f} s")
     return stack
