@@ -322,3 +322,38 @@ def test_a_node_that_would_exceed_the_inotify_limit_is_refused_naming_it() -> No
     limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
     with pytest.raises(NodeError, match=r"fs\.inotify\.max_user_instances=\d+ .* need about"):
         check_inotify(needed=limit + 1)
+
+
+def test_a_slot_held_by_a_run_with_another_cache_folder_is_not_given_out(tmp_path: Path) -> None:
+    """The slot locks are machine-wide: a run whose XDG_CACHE_HOME differs (a cold run beside a
+    warm one) gets another slot, not the one whose links and cgroups are in use."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from stacktools.servers.nodenet import claim_slot; "
+            "slot, fd = claim_slot(); print(slot.index, flush=True); sys.stdin.read()",
+        ],
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "other-cache")},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        held = int(holder.stdout.readline())
+        mine = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from stacktools.servers.nodenet import claim_slot; print(claim_slot()[0].index)",
+            ],
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "my-cache")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(mine.stdout) != held
+        assert not (tmp_path / "other-cache").exists()  # the lock is not in a run's cache
+    finally:
+        holder.communicate("")

@@ -23,7 +23,9 @@ the machine. Service addresses exist only inside the node (kube-proxy's rules).
 
 A slot (0..7) is a file lock that the ``pause`` process holds for the node's lifetime, so
 parallel test runs on one machine get different slots and a slot is free exactly when its
-node is gone.
+node is gone. The locks are machine-wide (``/run/lock``), as what a slot names is: two runs
+with different cache folders (``XDG_CACHE_HOME``) once both took slot 0, and the second
+started by removing the first one's cgroups.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacktools.paths import cache_dir
 from stacktools.servers.process import ServerProcess, pid_running, start_process
 
 SLOTS = 8
@@ -77,7 +78,13 @@ class Slot:
         return f"/gateway-api-stack-node{self.index}"
 
     def lock_path(self) -> Path:
-        return cache_dir() / "locks" / f"node-slot-{self.index}.lock"
+        return lock_dir() / f"node-slot-{self.index}.lock"
+
+
+def lock_dir() -> Path:
+    """Where the slots' locks are: one folder per machine, whatever a run's cache folder."""
+    root = Path("/run/lock")
+    return (root if root.is_dir() else Path("/var/lock")) / "gateway-api-stack"
 
 
 def _tool(name: str) -> str:
@@ -112,7 +119,7 @@ def claim_slot() -> tuple[Slot, int]:
             os.close(fd)
             continue
         return slot, fd
-    msg = f"all {SLOTS} node slots are taken (locks {cache_dir() / 'locks'}/node-slot-*.lock)"
+    msg = f"all {SLOTS} node slots are taken (locks {lock_dir()}/node-slot-*.lock)"
     raise NodeNetworkError(msg)
 
 
