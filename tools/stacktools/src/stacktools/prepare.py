@@ -22,6 +22,7 @@ from stacktools.builds import (
     containerd,
     controlplane,
     coredns,
+    diskspace,
     ferretdb,
     helm,
     images,
@@ -63,6 +64,8 @@ def _charts() -> str:
 
 
 STEPS: tuple[Step, ...] = (
+    # First: a filesystem that fills half-way fails a build or the node level far from the cause.
+    Step("disk-space", "every level: the caches and the tests' files", diskspace.check),
     Step("ferretdb", "L1 services, L4.5 backends", ferretdb.ensure_binary),
     Step(
         "controlplane", "L3 and above", lambda: controlplane.ensure_binaries().kube_apiserver.parent
