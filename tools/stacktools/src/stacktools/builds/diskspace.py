@@ -29,11 +29,11 @@ from stacktools.paths import cache_dir
 
 GIB = 1024**3
 # Sizes measured after a cold run (docs/benchmarks.md, "Disk space"), rounded up.
-STACK_CACHE_GIB = 10.0
-GO_BUILD_CACHE_GIB = 6.0
-GO_MODULE_CACHE_GIB = 7.0
-DOCKER_GIB = 4.0
-TEMPORARY_GIB = 6.0
+STACK_CACHE_GIB = 3.0  # 2.7 GB: binaries, image archives, ansible-core venvs
+GO_BUILD_CACHE_GIB = 12.5  # 12 GB after building everything once
+GO_MODULE_CACHE_GIB = 7.0  # 6.8 GB: every module version the project has pinned so far
+DOCKER_GIB = 4.0  # the stand-in base, both service images, BuildKit's cache
+TEMPORARY_GIB = 8.0  # pytest's folders: control planes, the node's containerd, clones
 # A cache holding less than its full size by more than this is treated as cold.
 COLD_MISSING_GIB = 1.0
 # Left free after the run: the node's kubelet evicts pods below 1 % free (nodeconfig.py).
