@@ -102,17 +102,19 @@ def _remaining(full_gib: float, path: Path) -> int:
     return max(0, round(full_gib * GIB) - folder_size(path))
 
 
+def _output(command: list[str], timeout: float) -> str:
+    """What ``command`` prints, or "" when it cannot run or does not answer in time."""
+    try:
+        return subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=timeout
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def _go_caches() -> list[tuple[str, Path, float]]:
     go = shutil.which("go")
-    if go is None:
-        return []
-    out = subprocess.run(
-        [go, "env", "GOCACHE", "GOMODCACHE"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout.split()
+    out = _output([go, "env", "GOCACHE", "GOMODCACHE"], 60).split() if go else []
     if len(out) != 2:
         return []
     return [
@@ -123,20 +125,8 @@ def _go_caches() -> list[tuple[str, Path, float]]:
 
 def _docker_root() -> Path:
     docker = shutil.which("docker")
-    if docker is not None:
-        try:
-            out = subprocess.run(
-                [docker, "info", "--format", "{{.DockerRootDir}}"],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=20,
-            ).stdout.strip()
-        except subprocess.TimeoutExpired:
-            out = ""
-        if out.startswith("/"):
-            return Path(out)
-    return DOCKER_ROOT_DEFAULT
+    out = _output([docker, "info", "--format", "{{.DockerRootDir}}"], 20) if docker else ""
+    return Path(out) if out.startswith("/") else DOCKER_ROOT_DEFAULT
 
 
 def planned_uses() -> list[Use]:
